@@ -1,0 +1,35 @@
+# Each target sets up .venv when it is missing (or when pyproject.toml changed), then does its job.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.pco-installed
+SAMPLE := data/sample/truth.json
+
+.PHONY: report test lab bench sample clean-venv
+
+$(READY): pyproject.toml
+	@test -x $(BIN)/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name pco --display-name "Python (pco)" >/dev/null
+	@touch $(READY)
+
+$(SAMPLE): | $(READY)
+	$(BIN)/pco data sample --out data/sample --if-missing
+
+sample: $(SAMPLE)
+
+report: $(READY) $(SAMPLE)
+	$(BIN)/pco run-all --schedule reports/schedule.yml --out reports
+	@echo "Open $(CURDIR)/reports/index.html"
+
+test: $(READY)
+	$(BIN)/python -m pytest
+
+lab: $(READY) $(SAMPLE)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(READY)
+	$(BIN)/python -m pytest tests/benchmarks -m bench -p no:cacheprovider -s
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,161 @@
+"""The ``pco`` command.
+
+Exit codes: 0 success · 1 a report failed or the data is invalid · 2 bad usage (unknown report or
+parameter, wrong type, bad schedule file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .params import ParameterError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    print(f"pco: error: {msg}", file=sys.stderr)
+
+
+def _log_to(quiet: bool):
+    return (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+
+
+def cmd_list(args) -> int:
+    from .report import list_reports, report_title
+    from .params import notebook_parameters
+
+    for name, path in list_reports().items():
+        print(f"{name} — {report_title(path)}")
+        for p in notebook_parameters(path):
+            print(f"    {p.name:<22} {p.type:<14} default {p.default!r:<18} {p.help}")
+        print()
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .report import run_report
+
+    params = dict(args.param or [])
+    result = run_report(args.report, data_dir=args.data, out_dir=args.out, params=params,
+                        progress=sys.stderr.isatty() and not args.quiet, log=_log_to(args.quiet))
+    if not result.ok:
+        _err(f"{args.report} failed: {result.error}\n  the executed notebook is in {result.folder}; "
+             "the previous good run (if any) is unchanged")
+        return EXIT_FAILED
+    print(result.folder / "report.html")
+    return EXIT_OK
+
+
+def cmd_run_all(args) -> int:
+    from .report import ReportError, read_schedule, run_report
+
+    runs = read_schedule(args.schedule)
+    rows = []
+    for i, run in enumerate(runs, 1):
+        if not args.quiet:
+            print(f"[{i}/{len(runs)}] {run.name} ({run.report})", file=sys.stderr)
+        try:
+            result = run_report(run.report, data_dir=run.data, out_dir=args.out, params=run.parameters,
+                                log=_log_to(args.quiet))
+            rows.append((run.name, result.status, f"{result.duration_s:.1f}s", result.error or ""))
+        except (ReportError, ParameterError) as exc:
+            rows.append((run.name, "failed", "-", str(exc).splitlines()[0]))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'run':<{width}}  {'status':<9}  {'time':>7}  error")
+    for name, status, took, error in rows:
+        print(f"{name:<{width}}  {status:<9}  {took:>7}  {error}")
+    failed = sum(r[1] != "succeeded" for r in rows)
+    print(f"\n{len(rows) - failed} succeeded, {failed} failed. Index: {(Path(args.out) / 'index.html').resolve()}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_data_check(args) -> int:
+    from .checks import check_folder
+
+    report = check_folder(args.dir)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_data_sample(args) -> int:
+    from .sample import generate_sample
+
+    out = Path(args.out)
+    if args.if_missing and (out / "truth.json").exists():
+        print(f"sample data already in {out} (delete it to regenerate)", file=sys.stderr)
+        return EXIT_OK
+    truth = generate_sample(out, customers=args.customers, seed=args.seed, progress=None)
+    counts = ", ".join(f"{k} {v:,}" for k, v in truth.get("counts", {}).items())
+    print(f"wrote sample business to {out}: {counts}")
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pco", description="Post-conversion optimization reports.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list reports and their parameters")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run one report")
+    p.add_argument("report")
+    p.add_argument("--data", default=None, help="data folder (default: the report's data_dir, data/sample)")
+    p.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a report parameter (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("run-all", help="run every scheduled report")
+    p.add_argument("--schedule", default="reports/schedule.yml")
+    p.add_argument("--out", default="reports")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_run_all)
+
+    data = sub.add_parser("data", help="check or generate data").add_subparsers(dest="data_command",
+                                                                                required=True)
+    p = data.add_parser("check", help="validate a data folder")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_data_check)
+    p = data.add_parser("sample", help="generate the sample business")
+    p.add_argument("--out", default="data/sample")
+    p.add_argument("--customers", type=_positive_int, default=20_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds a sample")
+    p.set_defaults(func=cmd_data_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import DataError
+    from .report import ReportError
+
+    try:
+        return args.func(args)
+    except ParameterError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ReportError as exc:
+        _err(str(exc))
+        return exc.code
+    except DataError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""The canonical tables and how to read them.
+
+Tables are read through an Ibis connection: DuckDB in-process by default, reading ``NAME.parquet`` or
+``NAME.csv`` from a data folder. A user with a warehouse passes their own Ibis connection instead; the
+tables must then exist under the canonical names (or be mapped with ``tables={"orders": "fct_orders"}``).
+
+Everything downstream asks a :class:`DataSource` for Ibis tables and turns them into small pandas frames
+as late as possible, so the heavy work runs where the data lives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import ibis
+
+# --------------------------------------------------------------------------------------------------
+# Data model
+# --------------------------------------------------------------------------------------------------
+
+ID, TIMESTAMP, STRING, FLOAT, INT, BOOL = "id", "timestamp", "string", "float", "int", "bool"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # one of ID, TIMESTAMP, STRING, FLOAT, INT, BOOL
+    required: bool = True
+    nullable: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # columns that identify a row (checked for duplicates)
+    doc: str = ""
+    required: bool = False  # a data folder must hold this table
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        Table(
+            "customers",
+            (
+                Column("customer_id", ID),
+                Column("converted_at", TIMESTAMP, doc="signup or first purchase, UTC"),
+                Column("channel", STRING, required=False, nullable=True),
+                Column("country", STRING, required=False, nullable=True),
+                Column("device", STRING, required=False, nullable=True),
+            ),
+            key=("customer_id",),
+            doc="One row per customer. Extra columns are kept and can serve as segments.",
+            required=True,
+        ),
+        Table(
+            "orders",
+            (
+                Column("order_id", ID),
+                Column("customer_id", ID),
+                Column("ordered_at", TIMESTAMP),
+                Column("revenue", FLOAT, doc=">= 0, one currency"),
+            ),
+            key=("order_id",),
+            doc="One row per order.",
+            required=True,
+        ),
+        Table(
+            "subscriptions",
+            (
+                Column("customer_id", ID),
+                Column("started_at", TIMESTAMP),
+                Column("ended_at", TIMESTAMP, nullable=True, doc="empty = still active"),
+                Column("plan", STRING, required=False, nullable=True),
+                Column("mrr", FLOAT, required=False, nullable=True),
+            ),
+            key=("customer_id", "started_at"),
+            doc="Contractual businesses: one row per subscription.",
+        ),
+        Table(
+            "events",
+            (
+                Column("customer_id", ID),
+                Column("occurred_at", TIMESTAMP),
+                Column("event", STRING),
+            ),
+            key=(),
+            doc="Optional activity stream (logins, feature use, e-mail opens).",
+        ),
+        Table(
+            "assignments",
+            (
+                Column("experiment_id", ID),
+                Column("customer_id", ID),
+                Column("variant", STRING),
+                Column("assigned_at", TIMESTAMP),
+            ),
+            key=("experiment_id", "customer_id"),
+            doc="One row per customer and experiment.",
+        ),
+        Table(
+            "experiments",
+            (
+                Column("experiment_id", ID),
+                Column("variant", STRING),
+                Column("weight", FLOAT, doc="planned share of traffic"),
+                Column("is_control", BOOL),
+            ),
+            key=("experiment_id", "variant"),
+            doc="The planned split of each experiment, for SRM checks and readouts.",
+        ),
+        Table(
+            "surveys",
+            (
+                Column("customer_id", ID),
+                Column("answered_at", TIMESTAMP),
+                Column("nps", INT, doc="0-10"),
+                Column("csat", INT, required=False, nullable=True, doc="1-5"),
+            ),
+            key=("customer_id", "answered_at"),
+            doc="NPS (and optionally CSAT) answers.",
+        ),
+        Table(
+            "leads",
+            (
+                Column("lead_id", ID),
+                Column("created_at", TIMESTAMP),
+                Column("source", STRING),
+                Column("customer_id", ID, nullable=True, doc="empty until the lead converts"),
+            ),
+            key=("lead_id",),
+            doc="Leads and, once they convert, their customer.",
+        ),
+    ]
+}
+
+FILE_SUFFIXES = (".parquet", ".csv")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+
+class DataError(Exception):
+    """Input data cannot be used; the message says which file and why."""
+
+
+def table_file(data_dir: str | Path, name: str) -> Path | None:
+    """The file that holds table ``name`` in ``data_dir`` (Parquet preferred over CSV), or None."""
+    data_dir = Path(data_dir)
+    for suffix in FILE_SUFFIXES:
+        path = data_dir / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+@dataclass
+class DataSource:
+    """Canonical tables behind one Ibis connection.
+
+    Build one with :func:`connect`. ``table(name)`` returns an Ibis table expression with the canonical
+    column types (ids as strings, timestamps as naive UTC, revenue as float); ``raw_table(name)`` returns
+    the table as stored, for validation. Nothing is read until a result is executed.
+    """
+
+    con: object
+    names: dict[str, str] = field(default_factory=dict)  # canonical name -> raw name in the connection
+    data_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def _check_name(self, name: str) -> None:
+        if name not in TABLES:
+            raise KeyError(f"unknown table {name!r}; the data model has {', '.join(TABLES)}")
+        if name not in self.names:
+            where = f"in {self.data_dir}" if self.data_dir else "in the connection"
+            raise DataError(f"table {name!r} not found {where}")
+
+    def raw_table(self, name: str) -> ibis.Table:
+        self._check_name(name)
+        return self.con.table(self.names[name])
+
+    def table(self, name: str) -> ibis.Table:
+        self._check_name(name)
+        if self.data_dir is not None:
+            return self.con.table(name)  # typed view made by connect()
+        return _typed(self.con.table(self.names[name]), TABLES[name])
+
+    def fingerprint(self) -> str:
+        """A short hash of the input files (name, size, modification time), or of the table names."""
+        h = hashlib.sha256()
+        if self.files:
+            for name, path in sorted(self.files.items()):
+                st = path.stat()
+                h.update(f"{name}:{path.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        else:
+            h.update(json.dumps(sorted(self.names.items())).encode())
+        return h.hexdigest()[:16]
+
+
+_IBIS_TYPES = {ID: "string", STRING: "string", TIMESTAMP: "timestamp", FLOAT: "float64", INT: "int64",
+               BOOL: "boolean"}
+_SQL_TYPES = {ID: "VARCHAR", STRING: "VARCHAR", TIMESTAMP: "TIMESTAMP", FLOAT: "DOUBLE", INT: "BIGINT",
+              BOOL: "BOOLEAN"}
+
+
+def _typed(raw: ibis.Table, spec: Table) -> ibis.Table:
+    """Cast the known columns of ``raw`` to their canonical Ibis types (for user connections)."""
+    casts = {}
+    for col in spec.columns:
+        if col.name in raw.columns:
+            casts[col.name] = raw[col.name].cast(_IBIS_TYPES[col.kind])
+    return raw.mutate(**casts)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def raw_relation(con, path: Path, spec: Table) -> str:
+    """DuckDB table function that reads ``path`` as stored.
+
+    CSV: the data model's columns are read as text (so that a bad value is reported by validation rather
+    than failing the read), other columns are sniffed.
+    """
+    if path.suffix == ".parquet":
+        return f"read_parquet({_sql_string(str(path))})"
+    header = f"read_csv({_sql_string(str(path))}, header=true, all_varchar=true)"
+    present = [r[0] for r in con.raw_sql(f"DESCRIBE SELECT * FROM {header}").fetchall()]
+    known = [c.name for c in spec.columns if c.name in present]
+    types = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in known)
+    return f"read_csv({_sql_string(str(path))}, header=true, types={{{types}}})"
+
+
+def connect(
+    data_dir: str | Path | None = None,
+    con: object | None = None,
+    tables: dict[str, str] | None = None,
+) -> DataSource:
+    """Open the canonical tables.
+
+    - ``connect("data/sample")``: DuckDB in memory; each ``NAME.parquet``/``NAME.csv`` becomes a raw view
+      ``raw_NAME`` and a typed view ``NAME``. Files are only read, never written.
+    - ``connect(con=ibis.postgres.connect(...))``: the tables already in a user's database, under their
+      canonical names or mapped by ``tables``.
+    """
+    if con is not None:
+        existing = set(con.list_tables())
+        mapping = {n: (tables or {}).get(n, n) for n in TABLES}
+        return DataSource(con=con, names={n: t for n, t in mapping.items() if t in existing})
+
+    if data_dir is None:
+        raise ValueError("give a data folder or an Ibis connection")
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist")
+    con = ibis.duckdb.connect()
+    names, files = {}, {}
+    for name, spec in TABLES.items():
+        path = table_file(data_dir, name)
+        if path is None:
+            continue
+        raw = f"raw_{name}"
+        try:
+            # CSV is parsed once into a table (DuckDB would otherwise push our TRY_CASTs into the reader,
+            # which then fails on a bad value instead of returning NULL); Parquet stays a view.
+            kind = "VIEW" if path.suffix == ".parquet" else "TABLE"
+            con.raw_sql(f"CREATE {kind} {_quote(raw)} AS SELECT * FROM {raw_relation(con, path, spec)}")
+            present = [r[0] for r in con.raw_sql(f"DESCRIBE {_quote(raw)}").fetchall()]
+        except Exception as exc:  # duckdb raises many types; the message is what matters
+            raise DataError(f"{path}: cannot be read ({str(exc).splitlines()[0]})") from None
+        replace = [
+            f"TRY_CAST({_quote(c.name)} AS {_SQL_TYPES[c.kind]}) AS {_quote(c.name)}"
+            if c.kind != TIMESTAMP
+            else f"CAST(TRY_CAST({_quote(c.name)} AS TIMESTAMPTZ) AS TIMESTAMP) AS {_quote(c.name)}"
+            for c in spec.columns
+            if c.name in present
+        ]
+        select = f"SELECT * REPLACE ({', '.join(replace)})" if replace else "SELECT *"
+        con.raw_sql(f"CREATE VIEW {_quote(name)} AS {select} FROM {_quote(raw)}")
+        files[name] = path
+        names[name] = raw
+    return DataSource(con=con, names=names, data_dir=data_dir, files=files)
+
+
+def present_tables(source: DataSource) -> list[str]:
+    return [n for n in TABLES if source.has(n)]
+
+
+def to_pandas(expr: ibis.Expr):
+    """Execute an Ibis expression into pandas (one place to add limits or logging later)."""
+    return expr.to_pandas()
+
+
+def iter_table_docs() -> Iterable[tuple[str, Table]]:
+    return TABLES.items()

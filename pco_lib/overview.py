@@ -1,0 +1,129 @@
+"""Summaries for the data overview report, computed in the engine (Ibis) and returned as small frames."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .data import TABLES, TIMESTAMP, DataError, DataSource
+from .privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
+
+
+def table_overview(source: DataSource) -> pd.DataFrame:
+    """One row per present table: rows, and the first and last value of its main timestamp."""
+    rows = []
+    for name, spec in TABLES.items():
+        if not source.has(name):
+            rows.append({"table": name, "present": False, "rows": None, "first": None, "last": None})
+            continue
+        t = source.table(name)
+        ts = next((c.name for c in spec.columns if c.kind == TIMESTAMP and c.name in t.columns), None)
+        aggs = {"rows": t.count()}
+        if ts:
+            aggs |= {"first": t[ts].min(), "last": t[ts].max()}
+        stats = t.aggregate(**aggs).to_pandas().iloc[0]
+        rows.append({"table": name, "present": True, "rows": int(stats["rows"]),
+                     "first": stats.get("first"), "last": stats.get("last")})
+    return pd.DataFrame(rows)
+
+
+def _segment_column(t, by: str | None, table: str) -> str | None:
+    if by is None or by == "":
+        return None
+    if by not in t.columns:
+        raise DataError(f"{table} has no column {by!r} to split by; its columns are {', '.join(t.columns)}")
+    return by
+
+
+def monthly_conversions(source: DataSource, by: str | None = "channel",
+                        min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> pd.DataFrame:
+    """New customers per conversion month, optionally split by a customer column (small cells hidden).
+
+    Columns: month, segment, customers, suppressed.
+    """
+    t = source.table("customers")
+    seg = _segment_column(t, by, "customers")
+    month = t.converted_at.truncate("M").name("month")
+    segment = (t[seg].cast("string").fill_null("(missing)") if seg else t.customer_id.isnull().ifelse("", "all"))
+    counts = (t.group_by([month, segment.name("segment")]).aggregate(customers=t.count())
+              .order_by(["month", "segment"]).to_pandas())
+    return suppress_small_cells(counts, "customers", min_cell_size)
+
+
+def monthly_revenue(source: DataSource) -> pd.DataFrame:
+    """Orders, revenue and ordering customers per calendar month; revenue per order."""
+    o = source.table("orders")
+    month = o.ordered_at.truncate("M").name("month")
+    frame = (o.group_by(month).aggregate(orders=o.count(), revenue=o.revenue.sum(),
+                                         customers=o.customer_id.nunique())
+             .order_by("month").to_pandas())
+    frame["revenue_per_order"] = frame["revenue"] / frame["orders"]
+    last = o.ordered_at.max().to_pandas()
+    frame["complete"] = (frame["month"] + pd.offsets.MonthBegin(1)) <= pd.Timestamp(last).ceil("D")
+    return frame
+
+
+def recent_months(frame: pd.DataFrame, months: int, column: str = "month") -> pd.DataFrame:
+    """Rows of the last ``months`` calendar months present in ``frame``."""
+    if months <= 0:
+        raise ValueError("months must be positive")
+    keep = sorted(frame[column].dropna().unique())[-months:]
+    return frame[frame[column].isin(keep)].reset_index(drop=True)
+
+
+def summary_points(tables: pd.DataFrame, revenue: pd.DataFrame, stages: pd.DataFrame,
+                   n_warnings: int) -> list[str]:
+    """Plain-language bullet points for the top of the overview report."""
+    present = tables[tables.present]
+    counts = dict(zip(present.table, present.rows))
+    first = pd.Timestamp(present["first"].min())
+    last = pd.Timestamp(present["last"].max())
+    points = [
+        f"The data covers **{first:%d %b %Y} to {last:%d %b %Y}**: {counts.get('customers', 0):,} customers "
+        f"and {counts.get('orders', 0):,} orders, in {len(present)} of {len(tables)} tables."
+    ]
+    complete = revenue[revenue.complete]
+    if len(complete) >= 2:
+        now, before = complete.iloc[-1], complete.iloc[-2]
+        change = now.revenue / before.revenue - 1 if before.revenue else float("nan")
+        direction = "up" if change > 0 else "down"
+        points.append(
+            f"Revenue in {now.month:%B %Y} (the last complete month) was **{now.revenue:,.0f}**, "
+            f"{direction} {abs(change):.0%} on the month before."
+        )
+    step = dict(zip(stages.stage, stages.share_of_previous))
+    if "leads" in step and pd.notna(step.get("customers")):
+        points.append(f"**{step['customers']:.0%}** of leads became customers.")
+    if pd.notna(step.get("repeat customers")):
+        points.append(f"**{step['repeat customers']:.0%}** of customers have ordered more than once.")
+    points.append("The data passed every validation check." if n_warnings == 0 else
+                  f"The data passed validation with **{n_warnings} warning(s)** listed at the end.")
+    return points
+
+
+def funnel(source: DataSource) -> pd.DataFrame:
+    """Leads → customers → repeat customers (two or more orders), with the share kept at each step.
+
+    Columns: stage, count, share_of_previous. The leads stage is left out when there is no leads table.
+    """
+    c = source.table("customers")
+    o = source.table("orders")
+    customers = int(c.count().to_pandas())
+    per_customer = o.group_by("customer_id").aggregate(n=o.count())
+    known = per_customer.join(c.select("customer_id"), "customer_id")
+    repeat = int(known.filter(known.n >= 2).count().to_pandas())
+    stages = []
+    if source.has("leads"):
+        stages.append(("leads", int(source.table("leads").count().to_pandas())))
+    stages += [("customers", customers), ("repeat customers", repeat)]
+    frame = pd.DataFrame(stages, columns=["stage", "count"])
+    frame["share_of_previous"] = frame["count"] / frame["count"].shift(1)
+    return frame
+
+
+def observed_period(source: DataSource) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First conversion and last order: the window the data covers."""
+    c = source.table("customers")
+    o = source.table("orders")
+    first = c.converted_at.min().to_pandas()
+    last = o.ordered_at.max().to_pandas()
+    return pd.Timestamp(first), pd.Timestamp(last)
