@@ -22,7 +22,7 @@ report: $(READY) $(SAMPLE)
 	$(BIN)/pco run-all --schedule reports/schedule.yml --out reports
 	@echo "Open $(CURDIR)/reports/index.html"
 
-test: $(READY)
+test: $(READY) $(SAMPLE)
 	$(BIN)/python -m pytest
 
 lab: $(READY) $(SAMPLE)

@@ -47,3 +47,14 @@ def test_every_report_is_scheduled():
 
 def test_there_is_at_least_one_report():
     assert NOTEBOOKS and set(list_reports()) == {p.stem for p in NOTEBOOKS}
+
+
+def test_readme_documents_every_report_and_parameter():
+    from pco_lib.params import notebook_parameters
+
+    readme = (ROOT / "README.md").read_text()
+    for name, path in list_reports().items():
+        assert f"`{name}`" in readme, f"README does not list the report {name}"
+        for p in notebook_parameters(path):
+            assert f"`{p.name}: {p.type} = {p.default!r}`".replace("'", '"') in readme, (
+                f"README does not document {name}'s parameter {p.name} as `{p.name}: {p.type} = ...`")

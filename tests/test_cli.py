@@ -1,0 +1,57 @@
+"""The `pco` command as a scheduler or an analyst calls it (exit codes and messages)."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pco_lib.cli import main
+
+
+def test_list_shows_every_report_with_its_parameters(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "data_overview — Data overview" in out
+    assert "min_cell_size" in out and "groups with fewer customers are hidden" in out
+
+
+def test_data_check_accepts_the_sample(tiny_sample, capsys):
+    assert main(["data", "check", str(tiny_sample)]) == 0
+    assert "customers" in capsys.readouterr().out
+
+
+def test_data_check_rejects_a_broken_folder_with_exit_1(tiny_sample, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_sample, bad)
+    (bad / "customers.parquet").unlink()
+    assert main(["data", "check", str(bad)]) == 1
+    assert "customers" in capsys.readouterr().out
+
+
+def test_data_check_on_a_missing_folder_exits_1(tmp_path, capsys):
+    assert main(["data", "check", str(tmp_path / "nowhere")]) == 1
+    captured = capsys.readouterr()
+    assert "nowhere" in captured.out + captured.err
+
+
+def test_sample_if_missing_does_not_regenerate(tiny_sample, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in tiny_sample.iterdir()}
+    assert main(["data", "sample", "--out", str(tiny_sample), "--if-missing"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in tiny_sample.iterdir()} == before
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "sample", "--customers", "-5"])
+    assert exc.value.code == 2
+
+
+def test_console_script_is_installed_and_reports_exit_codes(tmp_path):
+    pco = shutil.which("pco", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert pco, "the pco command is not installed beside this Python"
+    done = subprocess.run([pco, "run", "data_overview", "-p", "no_such_parameter", "1", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "has no parameter 'no_such_parameter'" in done.stderr
+    assert "Traceback" not in done.stderr

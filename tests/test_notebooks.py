@@ -1,0 +1,48 @@
+"""Every report runs through the runner on a tiny sample with non-default parameters.
+
+Like scikit-learn's ``parametrize_with_checks``, this walks every registered report: a new notebook must add
+its non-default parameters and its expected results.json keys here.
+"""
+
+import json
+
+import pytest
+
+from pco_lib.report import list_reports, run_report
+
+NON_DEFAULT = {
+    "data_overview": {"segment": "country", "months": 6, "min_cell_size": 5},
+}
+EXPECTED_KEYS = {
+    "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
+                      "validation_warnings"},
+}
+
+
+def test_every_report_has_a_contract_entry():
+    assert set(list_reports()) == set(NON_DEFAULT) == set(EXPECTED_KEYS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("report", sorted(NON_DEFAULT))
+def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path):
+    result = run_report(report, data_dir=tiny_sample, out_dir=tmp_path, params=NON_DEFAULT[report])
+    assert result.ok, result.error
+    results = json.loads((result.folder / "results.json").read_text())
+    assert EXPECTED_KEYS[report] <= set(results)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    for name, value in NON_DEFAULT[report].items():
+        assert manifest["parameters"][name] == value
+    html = (result.folder / "report.html").read_text()
+    assert "pco-summary" in html, "the report has no summary box"
+    assert "from pco_lib" not in html, "code is visible in the HTML"
+
+
+@pytest.mark.slow
+def test_data_overview_counts_match_the_generated_sample(tiny_sample, tmp_path):
+    truth = json.loads((tiny_sample / "truth.json").read_text())
+    result = run_report("data_overview", data_dir=tiny_sample, out_dir=tmp_path)
+    assert result.ok, result.error
+    assert result.results["customers"] == truth["customers"] == 1500
+    assert result.results["orders"] == truth["counts"]["orders"]
+    assert result.results["lead_conversion_rate"] == pytest.approx(1500 / truth["counts"]["leads"])

@@ -1,0 +1,155 @@
+"""The report runner: parameter checks before the kernel, publishing, failure safety, the index."""
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from pco_lib import report as report_mod
+from pco_lib.cli import main
+from pco_lib.params import ParameterError
+from pco_lib.report import ReportError, collect_results, latest_good_run, list_runs, run_report
+
+
+def _write_notebook(path, params_source, body):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params_source)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def toy_notebooks(tmp_path, monkeypatch):
+    """A notebooks folder with a report that records a value and raises when asked to."""
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    _write_notebook(
+        nb_dir / "toy.ipynb",
+        'value: int = 1  # a number to record\nfail: bool = False  # raise an error',
+        'from pco_lib.report import record\nrecord("value", value)\nrecord("nested.half", value / 2)\n'
+        'if fail:\n    raise RuntimeError("asked to fail")',
+    )
+    monkeypatch.setenv("PCO_NOTEBOOKS", str(nb_dir))
+    return nb_dir
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail the test if Papermill is asked to start a kernel."""
+    import papermill
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", forbidden)
+
+
+def test_collect_results_nests_dotted_keys():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={report_mod.RESULT_MIME: {"key": "a.b", "value": 1}}),
+        nbformat.v4.new_output("display_data", data={report_mod.RESULT_MIME: {"key": "c", "value": [1, 2]}}),
+        nbformat.v4.new_output("display_data", data={"text/plain": "ignored"}),
+    ]
+    nb.cells = [cell]
+    assert collect_results(nb) == {"a": {"b": 1}, "c": [1, 2]}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "toy", "-p", "nope", "1"], "has no parameter 'nope'"),
+    (["run", "toy", "-p", "value", "abc"], "'abc' is not a valid int"),
+    (["run", "missing_report"], "no report named 'missing_report'"),
+])
+def test_bad_run_requests_exit_2_before_a_kernel_starts(toy_notebooks, no_kernel, tmp_path, capsys, args,
+                                                        message):
+    out = tmp_path / "reports"
+    assert main(args + ["--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.rglob("manifest.json"))
+
+
+def test_a_failed_run_keeps_the_previous_good_run_and_is_marked_on_the_index(toy_notebooks, tmp_path, capsys):
+    out = tmp_path / "reports"
+    good = run_report("toy", out_dir=out, params={"value": 4})
+    assert good.ok and good.results == {"value": 4, "nested": {"half": 2.0}}
+    before = {p.name: p.read_bytes() for p in good.folder.iterdir()}
+
+    assert main(["run", "toy", "--out", str(out), "-q", "-p", "fail", "true"]) == 1
+    assert "asked to fail" in capsys.readouterr().err
+
+    assert {p.name: p.read_bytes() for p in good.folder.iterdir()} == before
+    runs = list_runs(out)
+    assert [r["status"] for r in runs] == ["failed", "succeeded"]
+    failed = out / runs[0]["folder"]
+    assert (failed / "report.ipynb").exists() and (failed / "report.html").exists()
+    assert "RuntimeError: asked to fail" in runs[0]["error"]
+    assert latest_good_run(out, "toy")["run_id"] == good.run_id
+    index = (out / "index.html").read_text()
+    assert "failed" in index and f"{good.folder.name}/report.html" in index
+    assert not list(out.glob("toy/.tmp-*")), "a staging folder was left behind"
+
+
+def test_manifest_records_parameters_versions_and_timing(toy_notebooks, tmp_path):
+    result = run_report("toy", out_dir=tmp_path, params={"value": "7"})
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["parameters"] == {"value": 7, "fail": False}
+    assert manifest["status"] == "succeeded" and manifest["report"] == "toy"
+    assert {"python", "pandas", "papermill"} <= set(manifest["versions"])
+    assert manifest["duration_s"] > 0
+    assert json.loads((result.folder / "results.json").read_text())["value"] == 7
+    html = (result.folder / "report.html").read_text()
+    assert "from pco_lib.report import record" not in html, "code is visible in the HTML"
+
+
+def test_unwritable_output_folder_is_a_clear_error(toy_notebooks, tmp_path, no_kernel):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ReportError, match="cannot write reports"):
+        run_report("toy", out_dir=blocker / "reports")
+
+
+def test_invalid_data_stops_the_run_before_the_kernel(tmp_path, tiny_sample, no_kernel, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_sample, bad)
+    (bad / "orders.parquet").unlink()
+    out = tmp_path / "reports"
+    assert main(["run", "data_overview", "--data", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "did not pass validation" in err and "orders" in err
+    assert not any(out.rglob("manifest.json"))
+
+
+def test_run_all_goes_on_past_a_failure_and_exits_1(toy_notebooks, tmp_path, capsys):
+    schedule = tmp_path / "schedule.yml"
+    schedule.write_text(
+        "runs:\n"
+        "  - {name: bad, report: toy, parameters: {fail: true}}\n"
+        "  - {name: good, report: toy, parameters: {value: 3}}\n"
+    )
+    out = tmp_path / "reports"
+    assert main(["run-all", "--schedule", str(schedule), "--out", str(out), "-q"]) == 1
+    printed = capsys.readouterr().out
+    assert "1 succeeded, 1 failed" in printed
+    assert sorted(r["status"] for r in list_runs(out)) == ["failed", "succeeded"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("runs: []", "no runs listed"),
+    ("runs:\n  - {name: x}", "needs at least a 'report'"),
+    ("runs:\n  - {report: toy, colour: red}", "unknown keys"),
+    ("runs: [", "not valid YAML"),
+])
+def test_bad_schedule_files_exit_2(toy_notebooks, tmp_path, capsys, text, message):
+    schedule = tmp_path / "schedule.yml"
+    schedule.write_text(text)
+    assert main(["run-all", "--schedule", str(schedule), "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_schedule_parameters_are_checked(toy_notebooks, tmp_path, no_kernel):
+    with pytest.raises(ParameterError, match="not a valid int"):
+        run_report("toy", out_dir=tmp_path, params={"value": "x"})
