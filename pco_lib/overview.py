@@ -8,11 +8,14 @@ from .data import TABLES, TIMESTAMP, DataError, DataSource
 from .privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
 
 
-def table_overview(source: DataSource) -> pd.DataFrame:
-    """One row per present table: rows, and the first and last value of its main timestamp."""
+def table_overview(source: DataSource, only: list[str] | None = None) -> pd.DataFrame:
+    """One row per table of the data model: present or not, rows, first and last main timestamp.
+
+    ``only``: the tables to count (others are listed as not present), e.g. those that passed validation.
+    """
     rows = []
     for name, spec in TABLES.items():
-        if not source.has(name):
+        if not source.has(name) or (only is not None and name not in only):
             rows.append({"table": name, "present": False, "rows": None, "first": None, "last": None})
             continue
         t = source.table(name)

@@ -1,0 +1,312 @@
+"""Validation of the canonical tables: one schema per table (from :data:`pco_lib.data.TABLES`) plus rules
+across tables.
+
+Every rule is an Ibis expression that selects the offending rows; only their count and a few examples
+come back to Python, so a check of ten million orders runs in the engine. A problem names the file, the
+column, the rule, how many rows break it and a few example values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ibis
+import pandas as pd
+
+from .data import BOOL, FLOAT, INT, TABLES, TIMESTAMP, DataError, DataSource, connect
+
+MAX_EXAMPLES = 5
+# Duplicate rows are judged on these columns; assignments of one customer to two *different* variants of
+# an experiment is its own, more specific rule.
+DUPLICATE_KEYS = {name: spec.key for name, spec in TABLES.items() if spec.key}
+DUPLICATE_KEYS["assignments"] = ("experiment_id", "customer_id", "variant")
+# Tables whose rows belong to a customer and must not happen before the customer converted.
+AFTER_CONVERSION = {
+    "orders": "ordered_at",
+    "subscriptions": "started_at",
+    "events": "occurred_at",
+    "assignments": "assigned_at",
+    "surveys": "answered_at",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule."""
+
+    table: str
+    file: str | None
+    column: str | None
+    rule: str
+    rows: int
+    examples: tuple[str, ...] = ()
+    severity: str = "error"  # "error" stops a report; "warning" is shown in it
+
+    def __str__(self) -> str:
+        where = self.file or f"table {self.table}"
+        column = f": column {self.column}" if self.column else ""
+        count = f" ({self.rows:,} row{'s' if self.rows != 1 else ''}" if self.rows else ""
+        examples = f", e.g. {', '.join(self.examples)}" if self.examples else ""
+        tail = f"{count}{examples})" if count else ""
+        return f"{where}{column}: {self.rule}{tail}"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of :func:`check_source`: problems, and what the tables hold."""
+
+    problems: tuple[Problem, ...]
+    tables: pd.DataFrame = field(default_factory=pd.DataFrame)
+    location: str = ""
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_frame(self) -> pd.DataFrame:
+        columns = ["severity", "table", "file", "column", "rule", "rows", "examples"]
+        return pd.DataFrame(
+            [{**{c: getattr(p, c) for c in columns[:-1]}, "examples": ", ".join(p.examples)}
+             for p in self.problems],
+            columns=columns,
+        )
+
+    def summary(self) -> str:
+        lines = []
+        if self.ok:
+            lines.append(f"{self.location or 'data'}: OK")
+            present = self.tables[self.tables.present] if len(self.tables) else self.tables
+            for row in present.itertuples():
+                span = ""
+                if pd.notna(row.first):
+                    span = f"  {pd.Timestamp(row.first):%Y-%m-%d} to {pd.Timestamp(row.last):%Y-%m-%d}"
+                lines.append(f"  {row.table:<14}{row.rows:>12,} rows{span}")
+            absent = [t for t in self.tables.table[~self.tables.present]] if len(self.tables) else []
+            if absent:
+                lines.append(f"  not present (optional): {', '.join(absent)}")
+        else:
+            n = len(self.errors)
+            lines.append(f"{self.location or 'data'}: {n} problem{'s' if n != 1 else ''} found")
+            lines += [f"  ✗ {p}" for p in self.errors]
+        if self.warnings:
+            lines.append("warnings:")
+            lines += [f"  ! {p}" for p in self.warnings]
+        return "\n".join(lines)
+
+
+class _Checker:
+    def __init__(self, source: DataSource, now: dt.datetime):
+        self.source = source
+        self.now = now
+        self.problems: list[Problem] = []
+        self.usable: dict[str, set[str]] = {}  # table -> columns present (and table non-empty)
+
+    def file(self, table: str) -> str | None:
+        path = self.source.files.get(table)
+        return path.name if path else None
+
+    def add(self, table, column, rule, rows=0, examples=(), severity="error"):
+        self.problems.append(Problem(table, self.file(table), column, rule, int(rows), tuple(examples), severity))
+
+    def rule(self, table: str, column: str | None, rule: str, offending: ibis.Table, show: list[str],
+             severity: str = "error") -> None:
+        """Record a problem when ``offending`` has rows; examples are the ``show`` columns of a few rows."""
+        rows = int(offending.count().to_pandas())
+        if rows == 0:
+            return
+        sample = offending.select(*show).limit(MAX_EXAMPLES).to_pandas()
+        examples = [_fmt_row(r) for r in sample.itertuples(index=False)]
+        self.add(table, column, rule, rows, examples, severity)
+
+    def has(self, table: str, *columns: str) -> bool:
+        return table in self.usable and set(columns) <= self.usable[table]
+
+    # ----------------------------------------------------------------------------------------------
+
+    def schema(self) -> None:
+        for name, spec in TABLES.items():
+            if not self.source.has(name):
+                if spec.required:
+                    where = self.source.data_dir or "the connection"
+                    self.problems.append(Problem(name, f"{name}.parquet", None,
+                                                 f"required table is missing (expected {name}.parquet or "
+                                                 f"{name}.csv in {where})", 0))
+                continue
+            raw, typed = self.source.raw_table(name), self.source.table(name)
+            if int(raw.count().to_pandas()) == 0:
+                self.add(name, None, "the table is empty")
+                continue
+            present = set(raw.columns)
+            for col in spec.required_columns:
+                if col not in present:
+                    self.add(name, col, f"required column is missing (the file has {', '.join(raw.columns)})")
+            self.usable[name] = present & {c.name for c in spec.columns}
+            for col in spec.columns:
+                if col.name not in present:
+                    continue
+                bad = _unparseable(raw, col.name, col.kind)
+                if bad is not None:
+                    what = ("unparseable timestamp" if col.kind == TIMESTAMP
+                            else f"wrong type: expected {_KIND_WORDS[col.kind]}")
+                    self.rule(name, col.name, what, bad, [col.name])
+                if not col.nullable:
+                    shown = [c for c in spec.key if c in present and c != col.name][:2] or [col.name]
+                    self.rule(name, col.name, "empty value where one is required",
+                              raw.filter(raw[col.name].isnull()), shown)
+            key = DUPLICATE_KEYS.get(name, ())
+            if key and set(key) <= present:
+                groups = typed.group_by(list(key)).aggregate(n=typed.count())
+                dup = groups.filter(groups.n > 1)
+                rows = int(dup.n.sum().to_pandas() or 0) if int(dup.count().to_pandas()) else 0
+                if rows:
+                    sample = dup.select(*key).limit(MAX_EXAMPLES).to_pandas()
+                    self.add(name, ", ".join(key), f"duplicate {' + '.join(key)}", rows,
+                             [_fmt_row(r) for r in sample.itertuples(index=False)])
+
+    def values(self) -> None:
+        t = self._typed
+        if self.has("orders", "revenue"):
+            o = t("orders")
+            self.rule("orders", "revenue", "negative revenue", o.filter(o.revenue < 0), ["order_id", "revenue"]
+                      if self.has("orders", "order_id") else ["revenue"])
+        if self.has("subscriptions", "mrr"):
+            s = t("subscriptions")
+            self.rule("subscriptions", "mrr", "negative mrr", s.filter(s.mrr < 0), ["customer_id", "mrr"])
+        if self.has("subscriptions", "started_at", "ended_at"):
+            s = t("subscriptions")
+            self.rule("subscriptions", "ended_at", "subscription ends before it starts",
+                      s.filter(s.ended_at < s.started_at), ["customer_id", "started_at", "ended_at"])
+        if self.has("experiments", "weight"):
+            e = t("experiments")
+            self.rule("experiments", "weight", "weight must be greater than 0", e.filter(e.weight <= 0),
+                      ["experiment_id", "variant", "weight"])
+        if self.has("experiments", "experiment_id", "is_control"):
+            e = t("experiments")
+            per = e.group_by("experiment_id").aggregate(controls=e.is_control.cast("int64").sum())
+            self.rule("experiments", "is_control", "each experiment needs exactly one control variant",
+                      per.filter(per.controls.fill_null(0) != 1), ["experiment_id", "controls"])
+        if self.has("surveys", "nps"):
+            raw = self.source.raw_table("surveys")
+            value = raw.nps.cast("float64") if raw.nps.type().is_numeric() else raw.nps.try_cast("float64")
+            bad = raw.mutate(v=value).filter(lambda r: r.v.notnull() & ((r.v < 0) | (r.v > 10) | (r.v != r.v.floor())))
+            self.rule("surveys", "nps", "NPS must be a whole number from 0 to 10", bad, ["nps"])
+        if self.has("surveys", "csat"):
+            raw = self.source.raw_table("surveys")
+            value = raw.csat.cast("float64") if raw.csat.type().is_numeric() else raw.csat.try_cast("float64")
+            bad = raw.mutate(v=value).filter(lambda r: r.v.notnull() & ((r.v < 1) | (r.v > 5) | (r.v != r.v.floor())))
+            self.rule("surveys", "csat", "CSAT must be a whole number from 1 to 5", bad, ["csat"])
+
+    def times(self) -> None:
+        now = ibis.literal(self.now.replace(tzinfo=None))
+        for name, spec in TABLES.items():
+            for col in spec.columns:
+                if col.kind == TIMESTAMP and self.has(name, col.name):
+                    t = self._typed(name)
+                    self.rule(name, col.name, f"timestamp in the future (after {self.now:%Y-%m-%d %H:%M} UTC)",
+                              t.filter(t[col.name] > now), [col.name])
+
+    def relations(self) -> None:
+        if not self.has("customers", "customer_id"):
+            return
+        customers = self._typed("customers")
+        ids = customers.select("customer_id").distinct()
+        for name in ["orders", "subscriptions", "events", "assignments", "surveys"]:
+            if self.has(name, "customer_id"):
+                t = self._typed(name)
+                t = t.filter(t.customer_id.notnull())  # empty ids are reported by the schema rules
+                self.rule(name, "customer_id", "customer_id not found in customers",
+                          t.anti_join(ids, "customer_id"), ["customer_id"])
+        if self.has("leads", "customer_id"):
+            leads = self._typed("leads")
+            linked = leads.filter(leads.customer_id.notnull())
+            self.rule("leads", "customer_id", "customer_id not found in customers",
+                      linked.anti_join(ids, "customer_id"), ["lead_id", "customer_id"])
+            if self.has("leads", "created_at") and self.has("customers", "converted_at"):
+                j = linked.join(customers.select("customer_id", "converted_at"), "customer_id")
+                self.rule("leads", "created_at", "lead created after its customer converted",
+                          j.filter(j.created_at > j.converted_at), ["lead_id", "created_at", "converted_at"])
+        if self.has("customers", "converted_at"):
+            conv = customers.select("customer_id", "converted_at")
+            for name, col in AFTER_CONVERSION.items():
+                if self.has(name, "customer_id", col):
+                    t = self._typed(name)
+                    j = t.join(conv, "customer_id")
+                    self.rule(name, col, "timestamp before the customer's conversion",
+                              j.filter(j[col] < j.converted_at), ["customer_id", col, "converted_at"])
+        if self.has("assignments", "experiment_id", "customer_id", "variant"):
+            a = self._typed("assignments")
+            per = a.group_by(["experiment_id", "customer_id"]).aggregate(variants=a.variant.nunique())
+            self.rule("assignments", "variant", "customer assigned to more than one variant of an experiment",
+                      per.filter(per.variants > 1), ["experiment_id", "customer_id"])
+            if self.has("experiments", "experiment_id", "variant"):
+                e = self._typed("experiments").select("experiment_id", "variant").distinct()
+                self.rule("assignments", "variant", "experiment and variant not listed in experiments",
+                          a.anti_join(e, ["experiment_id", "variant"]), ["experiment_id", "variant"])
+
+    def _typed(self, name: str) -> ibis.Table:
+        return self.source.table(name)
+
+
+_KIND_WORDS = {INT: "a whole number", FLOAT: "a number", BOOL: "true or false", TIMESTAMP: "a timestamp"}
+_TRY_TYPES = {TIMESTAMP: "timestamp('UTC')", FLOAT: "float64", INT: "float64", BOOL: "boolean"}
+
+
+def _unparseable(raw: ibis.Table, column: str, kind: str) -> ibis.Table | None:
+    """Rows whose stored value in ``column`` cannot be read as ``kind`` (None: the type already fits)."""
+    stored = raw[column].type()
+    if kind not in _TRY_TYPES or stored.is_unknown():  # unknown: e.g. DuckDB's TIMESTAMPTZ_NS, a timestamp
+        return None
+    fits = {TIMESTAMP: stored.is_timestamp() or stored.is_date(), FLOAT: stored.is_numeric(),
+            INT: stored.is_numeric(), BOOL: stored.is_boolean()}[kind]
+    if fits:
+        return None
+    return raw.filter(raw[column].notnull() & raw[column].try_cast(_TRY_TYPES[kind]).isnull())
+
+
+def _fmt(value) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else str(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _fmt_row(row) -> str:
+    values = [_fmt(v) for v in row]
+    return values[0] if len(values) == 1 else "(" + ", ".join(values) + ")"
+
+
+def check_source(source: DataSource, now: dt.datetime | None = None, location: str = "") -> CheckReport:
+    """Validate every present table of ``source`` (timestamps after ``now``, default the current UTC time,
+    are in the future)."""
+    from .overview import table_overview
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    checker = _Checker(source, now)
+    checker.schema()
+    checker.values()
+    checker.times()
+    checker.relations()
+    usable = [n for n in TABLES if n in checker.usable]
+    tables = table_overview(source, only=usable) if usable else pd.DataFrame(
+        columns=["table", "present", "rows", "first", "last"])
+    return CheckReport(tuple(checker.problems), tables, location or str(source.data_dir or "connection"))
+
+
+def check_folder(data_dir: str | Path, now: dt.datetime | None = None) -> CheckReport:
+    """Validate a data folder; a missing folder or unreadable file is a problem, not an exception."""
+    try:
+        source = connect(data_dir)
+    except DataError as exc:
+        return CheckReport((Problem("-", str(data_dir), None, str(exc), 0),), location=str(data_dir))
+    return check_source(source, now=now, location=str(data_dir))

@@ -1,0 +1,113 @@
+"""The sample business: shape, determinism, calendar rules, and agreement with truth.json."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pco_lib.data import TABLES
+from pco_lib.sample import SCHEMAS, generate_sample
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "s"
+    truth = generate_sample(out, customers=3000, seed=11, progress=False)
+    tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in TABLES}
+    return out, truth, tables
+
+
+def test_every_table_has_the_data_model_columns_and_arrow_types(sample):
+    out, _, _ = sample
+    for name, spec in TABLES.items():
+        schema = pq.read_schema(out / f"{name}.parquet")
+        assert set(spec.required_columns) <= set(schema.names), name
+        assert schema.equals(SCHEMAS[name]), name
+        for field in schema:
+            if pa.types.is_timestamp(field.type):
+                assert field.type == pa.timestamp("us", tz="UTC"), (name, field.name)
+
+
+def test_size_and_unique_keys(sample):
+    _, truth, t = sample
+    assert len(t["customers"]) == truth["customers"] == 3000
+    assert t["customers"].customer_id.is_unique and t["orders"].order_id.is_unique
+    assert t["leads"].lead_id.is_unique
+    assert not t["assignments"].duplicated(["experiment_id", "customer_id"]).any()
+    assert {k: len(v) for k, v in t.items()} == truth["counts"]
+
+
+def test_same_seed_same_data_other_seed_other_data(sample, tmp_path):
+    out, truth, tables = sample
+    again = generate_sample(tmp_path / "again", customers=3000, seed=11, progress=False)
+    assert json.dumps(again) == json.dumps(truth)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / f"{name}.parquet"), tables[name])
+    generate_sample(tmp_path / "other", customers=3000, seed=12, progress=False)
+    other = pd.read_parquet(tmp_path / "other" / "orders.parquet")
+    assert len(other) != len(tables["orders"]) or not other.revenue.equals(tables["orders"].revenue)
+
+
+def test_calendar_rules(sample):
+    _, truth, t = sample
+    until = pd.Timestamp(truth["observed_until"])
+    since = pd.Timestamp(truth["observed_from"])
+    conv = t["customers"].set_index("customer_id").converted_at
+    assert conv.between(since, until).all()
+    for name, col in [("orders", "ordered_at"), ("events", "occurred_at"), ("surveys", "answered_at"),
+                      ("subscriptions", "started_at"), ("assignments", "assigned_at")]:
+        frame = t[name]
+        assert (frame[col] <= until).all(), name
+        assert (frame[col] >= frame.customer_id.map(conv)).all(), name
+    assert (t["subscriptions"].ended_at.dropna() <= until).all()
+    first_order = t["orders"].groupby("customer_id").ordered_at.min()
+    assert (first_order.reindex(conv.index) == conv).all(), "the first order is the conversion"
+    leads = t["leads"].dropna(subset=["customer_id"])
+    assert (leads.created_at <= leads.customer_id.map(conv)).all()
+    assert set(leads.customer_id) == set(conv.index)
+
+
+def test_experiment_splits(sample):
+    _, _, t = sample
+    share = t["assignments"].groupby("experiment_id").variant.apply(lambda v: (v == "treatment").mean())
+    n = t["assignments"].groupby("experiment_id").size()
+    # pricing_page loses 8% of treatment: expected share 0.46/0.96 = 0.479; the others 0.5 (±4 SE)
+    for exp in ["onboarding_email", "checkout_copy"]:
+        assert abs(share[exp] - 0.5) < 4 * np.sqrt(0.25 / n[exp]), exp
+    assert abs(share["pricing_page"] - 0.479) < 4 * np.sqrt(0.25 / n["pricing_page"])
+
+
+def test_the_data_reflects_the_truth(tmp_path):
+    """Loose recovery checks on a larger sample (the reports' own tests check the estimates)."""
+    truth = generate_sample(tmp_path / "s", customers=20_000, seed=3, progress=False)
+    c = pd.read_parquet(tmp_path / "s" / "customers.parquet")
+    o = pd.read_parquet(tmp_path / "s" / "orders.parquet")
+    # mean order value vs p·γ/(q−1) = 30: within 5%
+    assert o.revenue.mean() == pytest.approx(truth["gamma_gamma"]["mean_order_value"], rel=0.05)
+    assert (o.revenue >= 0).all()
+    # repeat within 90 days, cohorts 3 months either side of the change: the difference is near the truth
+    o = o.merge(c[["customer_id", "converted_at"]], on="customer_id")
+    repeat = o[(o.ordered_at > o.converted_at) & (o.ordered_at <= o.converted_at + pd.Timedelta(days=90))]
+    c["repeat90"] = c.customer_id.isin(repeat.customer_id)
+    change = pd.Timestamp(truth["onboarding_change"]["date"], tz="UTC")
+    before = c[c.converted_at.between(change - pd.Timedelta(days=90), change, inclusive="left")].repeat90
+    after = c[c.converted_at.between(change, change + pd.Timedelta(days=90), inclusive="left")].repeat90
+    diff = after.mean() - before.mean()
+    se = np.sqrt(after.var() / len(after) + before.var() / len(before))
+    assert abs(diff - truth["onboarding_change"]["true_effect_repeat_90d"]) < 4 * se
+    assert truth["onboarding_change"]["true_effect_repeat_90d"] > 0.03
+    # NPS in range, detractors share near truth
+    s = pd.read_parquet(tmp_path / "s" / "surveys.parquet")
+    assert s.nps.between(0, 10).all() and s.csat.dropna().between(1, 5).all()
+    assert (s.nps <= 6).mean() == pytest.approx(truth["nps"]["category_shares"]["detractor"], abs=0.03)
+
+
+def test_truth_effects_have_the_designed_signs(sample):
+    _, truth, _ = sample
+    exp = truth["experiments"]
+    assert exp["onboarding_email"]["true_effect_repeat_30d"] > 0.03
+    assert exp["checkout_copy"]["true_effect_repeat_30d"] == 0.0
+    assert exp["pricing_page"]["logging_loss"] > 0
