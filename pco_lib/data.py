@@ -14,7 +14,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import ibis
 
@@ -253,6 +252,16 @@ def raw_relation(con, path: Path, spec: Table) -> str:
     return f"read_csv({_sql_string(str(path))}, header=true, types={{{types}}})"
 
 
+def _exists(con, name: str) -> bool:
+    """Whether the connection has a table ``name`` (asked table by table: Ibis 12's DuckDB
+    ``list_tables`` fails with duckdb 2.0)."""
+    try:
+        con.table(name)
+        return True
+    except Exception:  # backends raise different errors for a missing table
+        return False
+
+
 def connect(
     data_dir: str | Path | None = None,
     con: object | None = None,
@@ -266,9 +275,8 @@ def connect(
       canonical names or mapped by ``tables``.
     """
     if con is not None:
-        existing = set(con.list_tables())
         mapping = {n: (tables or {}).get(n, n) for n in TABLES}
-        return DataSource(con=con, names={n: t for n, t in mapping.items() if t in existing})
+        return DataSource(con=con, names={n: t for n, t in mapping.items() if _exists(con, t)})
 
     if data_dir is None:
         raise ValueError("give a data folder or an Ibis connection")
@@ -302,16 +310,3 @@ def connect(
         files[name] = path
         names[name] = raw
     return DataSource(con=con, names=names, data_dir=data_dir, files=files)
-
-
-def present_tables(source: DataSource) -> list[str]:
-    return [n for n in TABLES if source.has(n)]
-
-
-def to_pandas(expr: ibis.Expr):
-    """Execute an Ibis expression into pandas (one place to add limits or logging later)."""
-    return expr.to_pandas()
-
-
-def iter_table_docs() -> Iterable[tuple[str, Table]]:
-    return TABLES.items()

@@ -27,7 +27,7 @@ def monthly_lines(frame: pd.DataFrame, y: str, hue: str | None = None, title: st
     if money:
         ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
     if hue:
-        ax.legend(title=None, ncols=min(5, frame[hue].nunique()), loc="upper left")
+        ax.legend(title=None, ncols=min(6, frame[hue].nunique()), loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig

@@ -82,6 +82,13 @@ def _format(value: Any, fmt: str | None) -> str:
     return str(value)
 
 
+def _card(label: str, shown: str) -> str:
+    return ('<div class="pco-headline" style="display:inline-block;margin:4px 8px 4px 0;padding:8px 14px;'
+            'border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa">'
+            f'<div style="font-size:0.8em;color:#57606a">{html.escape(label)}</div>'
+            f'<div style="font-size:1.4em;font-weight:600">{html.escape(shown)}</div></div>')
+
+
 def record(key: str, value: Any, label: str | None = None, fmt: str | None = None, show: bool = True) -> Any:
     """Show a headline number and store it under ``key`` in the run's results.json.
 
@@ -92,26 +99,36 @@ def record(key: str, value: Any, label: str | None = None, fmt: str | None = Non
 
     clean = _jsonable(value)
     text = f"{label or key}: {_format(clean, fmt) if not isinstance(clean, (dict, list)) else clean}"
-    card = (
-        '<div class="pco-headline" style="display:inline-block;margin:4px 8px 4px 0;padding:8px 14px;'
-        'border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa">'
-        f'<div style="font-size:0.8em;color:#57606a">{html.escape(label or key)}</div>'
-        f'<div style="font-size:1.4em;font-weight:600">{html.escape(_format(clean, fmt))}</div></div>'
-    )
-    bundle = {RESULT_MIME: {"key": key, "value": clean}, "text/plain": text}
+    bundle = {RESULT_MIME: {"key": key, "value": clean}, "text/plain": text if show else ""}
     if show and not isinstance(clean, (dict, list)):
-        bundle["text/html"] = card
+        bundle["text/html"] = _card(label or key, _format(clean, fmt))
     display(bundle, raw=True)
     return value
 
 
-def summary_box(points: list[str], title: str = "Summary") -> None:
+def record_headlines(items: list[tuple]) -> None:
+    """Record several headline numbers and show them as one row of cards.
+
+    ``items``: tuples ``(key, value, label[, fmt])`` as for :func:`record`.
+    """
+    from IPython.display import HTML, display
+
+    cards = []
+    for key, value, label, *fmt in items:
+        record(key, value, label, fmt[0] if fmt else None, show=False)
+        clean = _jsonable(value)
+        cards.append(_card(label, _format(clean, fmt[0] if fmt else None)))
+    display(HTML(f"<div class='pco-headlines'>{''.join(cards)}</div>"))
+
+
+def summary_box(points: list[str], title: str | None = None) -> None:
     """The plain-language summary at the top of a report, as a highlighted box (Markdown allowed)."""
     from IPython.display import Markdown, display
 
     body = "\n".join(f"- {p}" for p in points)
+    heading = f"**{title}**\n\n" if title else ""
     display(Markdown(f"<div class='pco-summary' style='border-left:4px solid #0969da;background:#f1f8ff;"
-                     f"padding:8px 16px;margin:8px 0'>\n\n**{title}**\n\n{body}\n\n</div>"))
+                     f"padding:8px 16px;margin:8px 0'>\n\n{heading}{body}\n\n</div>"))
 
 
 def collect_results(nb) -> dict[str, Any]:
@@ -364,6 +381,13 @@ th{background:#f6f8fa}.succeeded{color:#1a7f37;font-weight:600}.failed{color:#cf
 """
 
 
+def _when(iso: str) -> str:
+    try:
+        return dt.datetime.fromisoformat(iso).astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return str(iso)
+
+
 def write_index(out_dir: str | Path) -> Path:
     """Rewrite ``out_dir/index.html`` (atomically) from the published runs' manifests."""
     out_dir = Path(out_dir)
@@ -376,16 +400,16 @@ def write_index(out_dir: str | Path) -> Path:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>pco reports</title>",
         f"<style>{_INDEX_CSS}</style></head><body><h1>pco reports</h1>",
         f"<p class='muted'>Updated {esc(dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}"
-        f" · {len(runs)} runs</p>",
+        f" · {len(runs)} run{'s' if len(runs) != 1 else ''}</p>",
         "<table><tr><th>Report</th><th>Latest run</th><th>Status</th><th>Latest good report</th></tr>",
     ]
     for report, report_runs in sorted(by_report.items()):
         latest = report_runs[0]
         good = next((r for r in report_runs if r["status"] == "succeeded"), None)
-        good_link = (f"<a href='{esc(good['folder'])}/report.html'>{esc(good['started_at'])}</a>"
+        good_link = (f"<a href='{esc(good['folder'])}/report.html'>{esc(_when(good['started_at']))}</a>"
                      if good else "<span class='muted'>none yet</span>")
         parts.append(
-            f"<tr><td><a href='#{esc(report)}'>{esc(report)}</a></td><td>{esc(latest['started_at'])}</td>"
+            f"<tr><td><a href='#{esc(report)}'>{esc(report)}</a></td><td>{esc(_when(latest['started_at']))}</td>"
             f"<td class='{esc(latest['status'])}'>{esc(latest['status'])}</td><td>{good_link}</td></tr>"
         )
     parts.append("</table>")
@@ -398,7 +422,7 @@ def write_index(out_dir: str | Path) -> Path:
                                [("report.html", "report"), ("report.ipynb", "notebook"),
                                 ("results.json", "results"), ("manifest.json", "manifest")])
             parts.append(
-                f"<tr><td>{esc(r['started_at'])}<br><span class='muted'>{esc(r['run_id'])}</span></td>"
+                f"<tr><td>{esc(_when(r['started_at']))}<br><span class='muted'>{esc(r['run_id'])}</span></td>"
                 f"<td class='{esc(r['status'])}'>{esc(r['status'])}</td><td>{r.get('duration_s', 0):.1f} s</td>"
                 f"<td>{files}</td><td class='muted'>{esc(r.get('error') or '')}</td></tr>"
             )

@@ -1,0 +1,53 @@
+"""Reading the canonical tables: Parquet, CSV and a user's own Ibis connection give the same typed data."""
+
+import ibis
+import pandas as pd
+import pytest
+
+from pco_lib.data import DataError, connect
+
+
+def _typed(source, name):
+    return source.table(name).to_pandas().sort_values(source.table(name).columns[0]).reset_index(drop=True)
+
+
+def test_parquet_and_csv_read_the_same(tiny_sample, tmp_path):
+    for name in ["customers", "orders", "subscriptions"]:
+        pd.read_parquet(tiny_sample / f"{name}.parquet").to_csv(tmp_path / f"{name}.csv", index=False)
+    from_parquet, from_csv = connect(tiny_sample), connect(tmp_path)
+    for name in ["customers", "orders", "subscriptions"]:
+        pd.testing.assert_frame_equal(_typed(from_parquet, name), _typed(from_csv, name), check_dtype=False)
+
+
+def test_typed_tables_have_canonical_types(tiny_sample):
+    orders = connect(tiny_sample).table("orders")
+    schema = orders.schema()
+    assert schema["order_id"].is_string() and schema["customer_id"].is_string()
+    assert schema["ordered_at"].is_timestamp() and schema["ordered_at"].timezone is None  # naive UTC
+    assert schema["revenue"].is_floating()
+
+
+def test_csv_ids_stay_text_and_offsets_become_utc(tmp_path):
+    (tmp_path / "customers.csv").write_text(
+        "customer_id,converted_at\n00123,2026-01-31T09:15:00+01:00\n123,2026-01-31 08:15:00\n")
+    frame = connect(tmp_path).table("customers").to_pandas()
+    assert frame.customer_id.tolist() == ["00123", "123"]
+    assert frame.converted_at.tolist() == [pd.Timestamp("2026-01-31 08:15:00")] * 2
+
+
+def test_a_users_own_connection_with_renamed_tables(tiny_sample):
+    con = ibis.duckdb.connect()
+    con.create_table("fct_orders", pd.read_parquet(tiny_sample / "orders.parquet"))
+    con.create_table("customers", pd.read_parquet(tiny_sample / "customers.parquet"))
+    source = connect(con=con, tables={"orders": "fct_orders"})
+    assert source.has("orders") and source.has("customers") and not source.has("leads")
+    assert source.table("orders").count().to_pandas() == len(pd.read_parquet(tiny_sample / "orders.parquet"))
+    with pytest.raises(DataError, match="table 'leads' not found in the connection"):
+        source.table("leads")
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        connect(tmp_path / "nowhere")
+    with pytest.raises(KeyError, match="unknown table 'sessions'"):
+        connect(tmp_path).table("sessions")
