@@ -291,7 +291,7 @@ def check_source(source: DataSource, now: dt.datetime | None = None, location: s
     are in the future)."""
     from .overview import table_overview
 
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     checker = _Checker(source, now)
     checker.schema()
     checker.values()

@@ -24,8 +24,8 @@ def _log_to(quiet: bool):
 
 
 def cmd_list(args) -> int:
-    from .report import list_reports, report_title
     from .params import notebook_parameters
+    from .report import list_reports, report_title
 
     for name, path in list_reports().items():
         print(f"{name} — {report_title(path)}")

@@ -21,10 +21,11 @@ import platform
 import secrets
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .params import Parameter, ParameterError, notebook_parameters, resolve
 
@@ -295,7 +296,7 @@ def run_report(
     except OSError as exc:
         raise ReportError(f"cannot write reports to {out_dir}: {exc.strerror or exc}", code=1) from None
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     staging = report_dir / f".tmp-{run_id}"
     staging.mkdir()
@@ -383,7 +384,7 @@ th{background:#f6f8fa}.succeeded{color:#1a7f37;font-weight:600}.failed{color:#cf
 
 def _when(iso: str) -> str:
     try:
-        return dt.datetime.fromisoformat(iso).astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     except (TypeError, ValueError):
         return str(iso)
 
@@ -399,7 +400,7 @@ def write_index(out_dir: str | Path) -> Path:
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>pco reports</title>",
         f"<style>{_INDEX_CSS}</style></head><body><h1>pco reports</h1>",
-        f"<p class='muted'>Updated {esc(dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}"
+        f"<p class='muted'>Updated {esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))}"
         f" · {len(runs)} run{'s' if len(runs) != 1 else ''}</p>",
         "<table><tr><th>Report</th><th>Latest run</th><th>Status</th><th>Latest good report</th></tr>",
     ]

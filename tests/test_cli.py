@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_usage_errors_exit_2():
 
 
 def test_console_script_is_installed_and_reports_exit_codes(tmp_path):
-    pco = shutil.which("pco", path=str(__import__("pathlib").Path(sys.executable).parent))
+    pco = shutil.which("pco", path=str(Path(sys.executable).parent))
     assert pco, "the pco command is not installed beside this Python"
     done = subprocess.run([pco, "run", "data_overview", "-p", "no_such_parameter", "1", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)

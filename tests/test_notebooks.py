@@ -36,6 +36,7 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path):
     html = (result.folder / "report.html").read_text()
     assert "pco-summary" in html, "the report has no summary box"
     assert "from pco_lib" not in html, "code is visible in the HTML"
+    assert "data:image/png;base64" in html, "the report has no embedded chart"
 
 
 @pytest.mark.slow

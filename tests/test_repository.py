@@ -6,8 +6,8 @@ import tomllib
 import nbformat
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from pco_lib.report import list_reports, read_schedule
 
 
