@@ -45,3 +45,61 @@ def funnel_bars(frame: pd.DataFrame, title: str = "From lead to repeat customer"
     ax.set_xlim(0, frame["count"].max() * 1.35)
     fig.tight_layout()
     return fig
+
+
+def _cohort_label(ts, period: str) -> str:
+    if not isinstance(ts, (pd.Timestamp, str)) or (isinstance(ts, str) and not ts[:4].isdigit()):
+        return str(ts)
+    if isinstance(ts, str):
+        return ts
+    ts = pd.Timestamp(ts)
+    return {"week": f"{ts:%Y-%m-%d}", "month": f"{ts:%Y-%m}", "quarter": f"{ts.year}-Q{ts.quarter}"}[period]
+
+
+def retention_heatmap(matrix: pd.DataFrame, sizes: pd.Series, period: str, title: str = "",
+                      fmt: str = ".0%"):
+    """Cohort × age heatmap; rows labelled with the cohort and its size, empty cells not yet elapsed."""
+    labels = [f"{_cohort_label(c, period)}  (n={sizes.get(c, 0):,})" for c in matrix.index]
+    fig, ax = plt.subplots(figsize=(min(2 + 0.7 * matrix.shape[1], 14), 1.2 + 0.32 * len(matrix)))
+    sns.heatmap(matrix.set_axis(labels), annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax,
+                annot_kws={"size": 8}, linewidths=0.5, linecolor="white")
+    ax.set(title=title, xlabel=f"{period}s since conversion", ylabel="")
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cohort_curves(matrix: pd.DataFrame, period: str, title: str = "", ylabel: str = "", percent: bool = True,
+                  last: int = 8, legend: str = "cohort"):
+    """One line per row of ``matrix`` over age: the ``last`` most recent cohorts, or segments."""
+    fig, ax = plt.subplots()
+    shown = matrix.dropna(how="all").tail(last)
+    colors = (sns.color_palette("Blues", len(shown) + 2)[2:] if legend == "cohort"
+              else PALETTE[: len(shown)])
+    for color, (cohort, row) in zip(colors, shown.iterrows()):
+        ax.plot(row.index, row.values, marker="o", markersize=3, color=color, label=_cohort_label(cohort, period))
+    ax.set(title=title, xlabel=f"{period}s since conversion", ylabel=ylabel)
+    if percent:
+        ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.legend(title=legend, loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def change_plot(fitted: pd.DataFrame, change_date, change_name: str, days: int):
+    """Weekly conversion cohorts' retention around a change, with the segmented-regression fit."""
+    fig, ax = plt.subplots()
+    ax.scatter(fitted.cohort, fitted.retention, s=10 + 60 * fitted.customers / fitted.customers.max(),
+               color=PALETTE[5], alpha=0.6, label="weekly cohort")
+    for after, color in [(0, PALETTE[0]), (1, PALETTE[1])]:
+        part = fitted[fitted.after == after]
+        ax.plot(part.cohort, part.fitted, color=color, linewidth=2.5,
+                label="trend before" if after == 0 else "after the change")
+    ax.axvline(pd.Timestamp(change_date), color=PALETTE[4], linestyle="--", linewidth=1)
+    ax.text(pd.Timestamp(change_date), ax.get_ylim()[1], f" {change_name}", va="top", color=PALETTE[4])
+    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=f"Retention at day {days} by conversion week", xlabel="", ylabel=f"active again within {days} days")
+    ax.legend(loc="lower right")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig

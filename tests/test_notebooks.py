@@ -12,10 +12,14 @@ from pco_lib.report import list_reports, run_report
 
 NON_DEFAULT = {
     "data_overview": {"segment": "country", "months": 6, "min_cell_size": 5},
+    "cohort_retention": {"period": "week", "activity": "event", "segment": "device", "horizon": 8,
+                         "change_date": "2025-10-01", "change_name": "new onboarding", "retention_days": 30,
+                         "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
 }
 EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
                       "validation_warnings"},
+    "cohort_retention": {"retention", "change"},
 }
 
 

@@ -1,0 +1,442 @@
+"""Cohort retention and before/after-change analysis.
+
+Customers are grouped by the period they converted in (week, month or quarter; optionally split by a
+customer column) and followed by *age*: age k covers the k-th period of fixed length after each customer's
+own conversion, ``k = floor((t − converted_at) / L)`` with L = 7, 30 or 91 days. A cohort is *active* at
+age k when it had activity (an order, or an event) in that period. A cell is shown only when its period has
+fully elapsed for every member of the cohort: ``last conversion in cohort + (k + 1)·L ≤ observed_until``;
+later cells are left empty, never shown as a drop.
+
+The counts per cohort × age come out of one engine query (:func:`summarize_cohorts`); everything after
+that works on the small frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ibis
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .data import DataError, DataSource
+
+PERIOD_DAYS = {"week": 7, "month": 30, "quarter": 91}
+_TRUNCATE = {"week": "W", "month": "M", "quarter": "Q"}
+ACTIVITIES = {"order": ("orders", "ordered_at"), "event": ("events", "occurred_at")}
+DAY_SECONDS = 86_400
+
+
+# --------------------------------------------------------------------------------------------------
+# Engine summaries
+# --------------------------------------------------------------------------------------------------
+
+
+def activity_table(source: DataSource, activity: str = "order") -> ibis.Table:
+    """Activity rows as (customer_id, at, revenue): orders carry revenue, events count as 0."""
+    if activity not in ACTIVITIES:
+        raise ValueError(f"activity must be one of {', '.join(ACTIVITIES)}, not {activity!r}")
+    name, column = ACTIVITIES[activity]
+    if not source.has(name):
+        raise DataError(f"activity {activity!r} needs the {name} table, which is not in the data")
+    t = source.table(name)
+    revenue = t.revenue if "revenue" in t.columns else ibis.literal(0.0)
+    return t.select(customer_id=t.customer_id, at=t[column], revenue=revenue.cast("float64"))
+
+
+def _as_tables(customers, activity) -> tuple[ibis.Table, ibis.Table]:
+    """Accept Ibis tables or pandas frames (wrapped as in-memory tables, so both take the same path)."""
+    if isinstance(customers, pd.DataFrame):
+        customers = ibis.memtable(customers)
+    if isinstance(activity, pd.DataFrame):
+        frame = activity.copy()
+        if "revenue" not in frame:
+            frame["revenue"] = 0.0
+        activity = ibis.memtable(frame)
+    return customers, activity
+
+
+def _observed_until(customers: ibis.Table, activity: ibis.Table) -> pd.Timestamp:
+    return max(_naive(customers.converted_at.max().to_pandas()), _naive(activity.at.max().to_pandas()))
+
+
+def _naive(ts) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """Counts per cohort × age (and segment): the sufficient statistics of every cohort view.
+
+    ``cells`` columns: cohort, segment, age, customers (cohort size), active, orders, revenue, elapsed.
+    Cells that have not elapsed have missing active/orders/revenue.
+    """
+
+    period: str
+    observed_until: pd.Timestamp
+    cells: pd.DataFrame
+    segment_column: str | None = None
+
+    def matrix(self, value: str = "retention", segment: str | None = None, min_cell_size: int = 1) -> pd.DataFrame:
+        """Cohort × age table of ``value``: retention (share active), orders_per_customer,
+        revenue_per_customer, cumulative_revenue_per_customer (LTV curve), active or customers (counts).
+
+        Cohorts with fewer than ``min_cell_size`` customers are blanked out (privacy and noise)."""
+        cells = self.cells
+        if segment is not None:
+            cells = cells[cells.segment == segment]
+        elif cells.segment.nunique() > 1:
+            cells = self.combined().cells
+        cells = cells.sort_values(["cohort", "age"])
+        values = {
+            "retention": cells.active / cells.customers,
+            "orders_per_customer": cells.orders / cells.customers,
+            "revenue_per_customer": cells.revenue / cells.customers,
+            "cumulative_revenue_per_customer": cells.groupby("cohort").revenue.cumsum(skipna=False)
+            / cells.customers,
+            "active": cells.active,
+            "customers": cells.customers,
+        }
+        if value not in values:
+            raise ValueError(f"value must be one of {', '.join(values)}")
+        out = cells.assign(v=values[value]).pivot(index="cohort", columns="age", values="v")
+        out.columns.name = "age"
+        small = cells[cells.age == 0].set_index("cohort").customers < min_cell_size
+        out.loc[small[small].index] = np.nan
+        return out
+
+    def sizes(self) -> pd.Series:
+        """Customers per cohort (all segments together)."""
+        first = self.cells[self.cells.age == 0]
+        return first.groupby("cohort").customers.sum()
+
+    def combined(self) -> CohortSummary:
+        """The same summary with segments added together."""
+        c = self.cells
+        summed = (c.groupby(["cohort", "age"], as_index=False)
+                  .agg(customers=("customers", "sum"), active=("active", "sum"), orders=("orders", "sum"),
+                       revenue=("revenue", "sum"), elapsed=("elapsed", "all")))
+        # a cell is complete only when it is complete for every segment
+        summed[["active", "orders", "revenue"]] = summed[["active", "orders", "revenue"]].where(summed.elapsed)
+        summed.insert(1, "segment", "all")
+        return CohortSummary(self.period, self.observed_until, summed, None)
+
+    def retention_at(self, ages: list[int], last_cohorts: int = 3) -> dict[int, float | None]:
+        """Retention at each age, pooled over the most recent ``last_cohorts`` cohorts with that age
+        elapsed (customer-weighted)."""
+        c = self.combined().cells if self.cells.segment.nunique() > 1 else self.cells
+        out = {}
+        for age in ages:
+            done = c[(c.age == age) & c.elapsed].sort_values("cohort").tail(last_cohorts)
+            out[age] = float(done.active.sum() / done.customers.sum()) if len(done) else None
+        return out
+
+    def segment_curves(self, min_cell_size: int = 1) -> pd.DataFrame:
+        """Segment × age retention, pooled over every cohort whose cell has elapsed (customer-weighted).
+
+        Segments with fewer than ``min_cell_size`` customers are left out."""
+        c = self.cells[self.cells.elapsed]
+        pooled = c.groupby(["segment", "age"])[["active", "customers"]].sum()
+        curves = (pooled.active / pooled.customers).unstack("age")
+        size = self.cells[self.cells.age == 0].groupby("segment").customers.sum()
+        return curves[size.reindex(curves.index) >= min_cell_size]
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.cells.copy()
+
+
+def summarize_cohorts(
+    customers, activity, period: str = "month", segment: str | None = None, as_of=None,
+    horizon: int | None = None,
+) -> CohortSummary:
+    """Count customers, active customers, orders and revenue per cohort × age in the engine.
+
+    ``customers``: table or frame with customer_id, converted_at (and ``segment``); ``activity``: table or
+    frame with customer_id, at, revenue (see :func:`activity_table`). ``as_of`` defaults to the last
+    timestamp in the data; ``horizon`` caps the age (in periods).
+    """
+    if period not in PERIOD_DAYS:
+        raise ValueError(f"period must be one of {', '.join(PERIOD_DAYS)}, not {period!r}")
+    customers, activity = _as_tables(customers, activity)
+    if segment and segment not in customers.columns:
+        raise DataError(f"customers has no column {segment!r}; its columns are {', '.join(customers.columns)}")
+    length = PERIOD_DAYS[period] * DAY_SECONDS
+    until = _naive(as_of) if as_of is not None else _observed_until(customers, activity)
+
+    seg = customers[segment].cast("string").fill_null("(missing)") if segment else ibis.literal("all")
+    c = customers.select(customer_id=customers.customer_id, converted_at=customers.converted_at,
+                         cohort=customers.converted_at.truncate(_TRUNCATE[period]), segment=seg)
+    c = c.filter(c.converted_at <= until)
+    sizes = c.group_by(["cohort", "segment"]).aggregate(customers=c.count(), last_conversion=c.converted_at.max())
+    a = activity.join(c, "customer_id")
+    a = a.filter(a.at <= until)
+    age = ((a.at.epoch_seconds() - a.converted_at.epoch_seconds()) // length).cast("int64")
+    a = a.mutate(age=age).filter(age >= 0)
+    if horizon is not None:
+        a = a.filter(a.age <= horizon)
+    counts = a.group_by(["cohort", "segment", "age"]).aggregate(
+        active=a.customer_id.nunique(), orders=a.count(), revenue=a.revenue.sum())
+
+    sizes_df = sizes.to_pandas()
+    counts_df = counts.to_pandas()
+    return _complete_cells(period, until, sizes_df, counts_df, horizon, segment)
+
+
+def _complete_cells(period, until, sizes, counts, horizon, segment) -> CohortSummary:
+    """Every (cohort, segment, age) up to the last elapsed age; zeros where nobody was active."""
+    length = pd.Timedelta(days=PERIOD_DAYS[period])
+    sizes = sizes.copy()
+    sizes["last_conversion"] = pd.to_datetime(sizes["last_conversion"])
+    # the number of whole periods elapsed for the cohort's last member: ages 0..n-1 are complete
+    elapsed_ages = ((until - sizes["last_conversion"]) // length).astype("int64")
+    max_age = int(max(elapsed_ages.max() - 1, counts.age.max() if len(counts) else 0, 0))
+    if horizon is not None:
+        max_age = min(max_age, horizon)
+    grid = sizes.merge(pd.DataFrame({"age": np.arange(max_age + 1)}), how="cross")
+    grid["elapsed"] = grid.age < np.repeat(elapsed_ages.to_numpy(), max_age + 1)
+    cells = grid.merge(counts, on=["cohort", "segment", "age"], how="left")
+    for col in ["active", "orders", "revenue"]:
+        cells[col] = cells[col].fillna(0).where(cells.elapsed)
+    cells = cells.drop(columns="last_conversion").sort_values(["cohort", "segment", "age"]).reset_index(drop=True)
+    cells["cohort"] = pd.to_datetime(cells["cohort"])
+    cells["customers"] = cells["customers"].astype("int64")
+    return CohortSummary(period, until, cells, segment)
+
+
+# --------------------------------------------------------------------------------------------------
+# Before / after a change
+# --------------------------------------------------------------------------------------------------
+
+
+def summarize_change_window(customers, activity, change_date, days: int = 90, window_days: int = 120,
+                            as_of=None) -> pd.DataFrame:
+    """One row per customer converting within ``window_days`` either side of ``change_date`` whose first
+    ``days`` days have elapsed: converted_at, after (bool), retained (a repeat activity within ``days``
+    days after conversion) and revenue (within ``days`` days, the first order included).
+
+    Per-customer rows are needed for the cohort regression; they stay inside the analysis (never shown).
+    """
+    customers, activity = _as_tables(customers, activity)
+    until = _naive(as_of) if as_of is not None else _observed_until(customers, activity)
+    change = _naive(change_date)
+    lo, hi = change - pd.Timedelta(days=window_days), change + pd.Timedelta(days=window_days)
+    horizon = pd.Timedelta(days=days)
+    c = customers.select("customer_id", "converted_at")
+    c = c.filter((c.converted_at >= lo) & (c.converted_at < hi) & (c.converted_at + horizon <= until))
+    a = activity.join(c, "customer_id")
+    a = a.filter((a.at >= a.converted_at) & (a.at <= a.converted_at + horizon))
+    per = a.group_by("customer_id").aggregate(
+        repeats=(a.at > a.converted_at).cast("int64").sum(), revenue=a.revenue.sum())
+    rows = c.left_join(per, "customer_id").select(
+        "converted_at", retained=(per.repeats.fill_null(0) > 0), revenue=per.revenue.fill_null(0.0))
+    frame = rows.to_pandas()
+    frame["after"] = frame.converted_at >= change
+    return frame.sort_values("converted_at").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A difference after − before with its interval and two-sided p-value."""
+
+    metric: str
+    before: float
+    after: float
+    n_before: int
+    n_after: int
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.__dict__])
+
+
+def difference_in_proportions(x0: int, n0: int, x1: int, n1: int, alpha: float = 0.05,
+                              metric: str = "retention") -> Difference:
+    """p1 − p0 with the unpooled Wald interval and z-test: SE = √(p0(1−p0)/n0 + p1(1−p1)/n1)."""
+    if min(n0, n1) < 2:
+        raise ValueError("each group needs at least two customers")
+    p0, p1 = x0 / n0, x1 / n1
+    se = np.sqrt(p0 * (1 - p0) / n0 + p1 * (1 - p1) / n1)
+    diff = p1 - p0
+    z = stats.norm.ppf(1 - alpha / 2)
+    p = 2 * stats.norm.sf(abs(diff / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    return Difference(metric, p0, p1, n0, n1, diff, diff - z * se, diff + z * se, float(p), "Wald z-test")
+
+
+def difference_in_means(n0: int, sum0: float, sumsq0: float, n1: int, sum1: float, sumsq1: float,
+                        alpha: float = 0.05, metric: str = "revenue_per_customer") -> Difference:
+    """Welch's t-test from sufficient statistics (count, sum, sum of squares).
+
+    var = (Σx² − n·x̄²)/(n − 1); SE = √(v0/n0 + v1/n1); Welch–Satterthwaite degrees of freedom.
+    """
+    if min(n0, n1) < 2:
+        raise ValueError("each group needs at least two customers")
+    m0, m1 = sum0 / n0, sum1 / n1
+    v0 = max((sumsq0 - n0 * m0**2) / (n0 - 1), 0.0)
+    v1 = max((sumsq1 - n1 * m1**2) / (n1 - 1), 0.0)
+    se2 = v0 / n0 + v1 / n1
+    if se2 == 0:
+        raise ValueError(f"{metric} has zero variance in both groups; there is nothing to test")
+    df = se2**2 / ((v0 / n0) ** 2 / (n0 - 1) + (v1 / n1) ** 2 / (n1 - 1))
+    se = np.sqrt(se2)
+    diff = m1 - m0
+    t = stats.t.ppf(1 - alpha / 2, df)
+    p = 2 * stats.t.sf(abs(diff / se), df)
+    return Difference(metric, m0, m1, n0, n1, diff, diff - t * se, diff + t * se, float(p), "Welch t-test")
+
+
+@dataclass(frozen=True)
+class InterruptedTimeSeries:
+    """Segmented regression on cohort-level retention: y = b0 + b1·t + b2·after + b3·t·after.
+
+    t is the cohort's conversion week relative to the change; weights are cohort sizes; HC1 standard
+    errors. ``jump`` (b2) is the step at the change net of the existing trend (b1).
+    """
+
+    jump: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    trend_before: float
+    trend_change: float
+    cohorts_before: int
+    cohorts_after: int
+    fitted: pd.DataFrame = field(repr=False)
+
+
+def interrupted_time_series(rows: pd.DataFrame, change_date, alpha: float = 0.05) -> InterruptedTimeSeries:
+    """Fit the segmented regression on weekly conversion cohorts of :func:`summarize_change_window` rows."""
+    import statsmodels.api as sm
+
+    change = _naive(change_date)
+    week = ((rows.converted_at - change) // pd.Timedelta(days=7)).astype("int64")
+    cohorts = (rows.assign(week=week).groupby("week")
+               .agg(customers=("retained", "size"), retention=("retained", "mean")).reset_index())
+    cohorts["after"] = (cohorts.week >= 0).astype(float)
+    cohorts["week_after"] = cohorts.week * cohorts.after
+    n_before, n_after = int((cohorts.after == 0).sum()), int((cohorts.after == 1).sum())
+    if min(n_before, n_after) < 3:
+        raise ValueError(f"the cohort regression needs at least 3 weekly cohorts on each side of the change "
+                         f"(found {n_before} before, {n_after} after)")
+    X = sm.add_constant(cohorts[["week", "after", "week_after"]].astype(float))
+    fit = sm.WLS(cohorts.retention, X, weights=cohorts.customers).fit(cov_type="HC1")
+    low, high = fit.conf_int(alpha).loc["after"]
+    cohorts["fitted"] = fit.fittedvalues
+    cohorts["cohort"] = change + pd.to_timedelta(cohorts.week * 7, unit="D")
+    return InterruptedTimeSeries(float(fit.params["after"]), float(low), float(high), float(fit.pvalues["after"]),
+                                 float(fit.params["week"]), float(fit.params["week_after"]), n_before, n_after,
+                                 cohorts)
+
+
+@dataclass(frozen=True)
+class ChangeReadout:
+    """Everything the report says about a change: the two comparisons, the regression, the caveats."""
+
+    change_name: str
+    change_date: pd.Timestamp
+    days: int
+    retention: Difference
+    revenue: Difference | None
+    its: InterruptedTimeSeries | None
+    warnings: tuple[str, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [d.to_frame() for d in (self.retention, self.revenue) if d is not None]
+        if self.its is not None:
+            rows.append(pd.DataFrame([{"metric": "retention jump (cohort regression)", "difference": self.its.jump,
+                                       "ci_low": self.its.ci_low, "ci_high": self.its.ci_high,
+                                       "p_value": self.its.p_value, "test": "segmented WLS, HC1"}]))
+        return pd.concat(rows, ignore_index=True)
+
+
+def compare_before_after(customers, activity, change_date, change_name: str = "the change", days: int = 90,
+                         window_days: int = 120, alpha: float = 0.05, as_of=None,
+                         min_cohorts_after: int = 6) -> ChangeReadout:
+    """Compare customers converting before and after ``change_date`` on retention at ``days`` days and
+    revenue per customer in their first ``days`` days; fit the cohort regression; check comparability
+    (enough mature cohorts after the change; the same comparison a year earlier as a seasonality placebo).
+    """
+    customers, activity = _as_tables(customers, activity)
+    until = _naive(as_of) if as_of is not None else _observed_until(customers, activity)
+    change = _naive(change_date)
+    rows = summarize_change_window(customers, activity, change, days, window_days, as_of=until)
+    before, after = rows[~rows.after], rows[rows.after]
+    if len(before) < 2 or len(after) < 2:
+        raise ValueError(
+            f"too few customers to compare around {change:%Y-%m-%d}: {len(before)} before and {len(after)} after "
+            f"with {days} days elapsed (data until {until:%Y-%m-%d})")
+    retention = difference_in_proportions(int(before.retained.sum()), len(before), int(after.retained.sum()),
+                                          len(after), alpha, metric=f"retention at day {days}")
+    revenue = None  # activity without revenue (events): nothing to compare
+    if before.revenue.any() or after.revenue.any():
+        revenue = difference_in_means(len(before), before.revenue.sum(), (before.revenue**2).sum(), len(after),
+                                      after.revenue.sum(), (after.revenue**2).sum(), alpha,
+                                      metric=f"revenue per customer, first {days} days")
+    warnings = []
+    try:
+        its = interrupted_time_series(rows, change, alpha)
+        if its.cohorts_after < min_cohorts_after:
+            warnings.append(f"Only {its.cohorts_after} weekly cohorts after the change have had {days} days; "
+                            "the jump estimate is uncertain — read it again in a few weeks.")
+    except ValueError as exc:
+        its = None
+        warnings.append(f"The cohort regression was not fitted: {exc}.")
+    placebo_date = change - pd.Timedelta(days=364)
+    placebo = summarize_change_window(customers, activity, placebo_date, days, window_days, as_of=until)
+    first = _naive(customers.converted_at.min().to_pandas())
+    if placebo_date - pd.Timedelta(days=window_days) >= first and placebo.after.sum() > 1 and (~placebo.after).sum() > 1:
+        p_before, p_after = placebo[~placebo.after], placebo[placebo.after]
+        check = difference_in_proportions(int(p_before.retained.sum()), len(p_before), int(p_after.retained.sum()),
+                                          len(p_after), alpha)
+        if check.p_value < alpha:
+            warnings.append(f"The same comparison a year earlier ({placebo_date:%Y-%m-%d}) also shows a difference "
+                            f"of {check.difference:+.1%}: seasonality may explain part of the effect.")
+    else:
+        warnings.append("The data does not reach a year before the change, so seasonality could not be checked.")
+    return ChangeReadout(change_name, change, days, retention, revenue, its, tuple(warnings))
+
+
+def retention_trend(summary: CohortSummary, age: int = 1, cohorts: int = 3) -> tuple[float, float] | None:
+    """Retention at ``age`` of the latest ``cohorts`` mature cohorts and of the ``cohorts`` before them."""
+    c = summary.combined().cells if summary.cells.segment.nunique() > 1 else summary.cells
+    done = c[(c.age == age) & c.elapsed].sort_values("cohort")
+    if len(done) < 2 * cohorts:
+        return None
+    recent, earlier = done.tail(cohorts), done.iloc[-2 * cohorts:-cohorts]
+    share = (lambda part: float(part.active.sum() / part.customers.sum()))
+    return share(recent), share(earlier)
+
+
+def summary_points(summary: CohortSummary, readout: ChangeReadout | None, activity: str = "order") -> list[str]:
+    """Plain-language bullet points for the top of the cohort report."""
+    unit = summary.period
+    doing = {"order": "ordered", "event": "were active"}.get(activity, "were active")
+    points = []
+    trend = retention_trend(summary, 1)
+    if trend:
+        recent, earlier = trend
+        word = "up" if recent > earlier + 0.005 else "down" if recent < earlier - 0.005 else "flat"
+        points.append(f"In their second {unit}, **{recent:.0%}** of recent customers {doing} again "
+                      f"({word} from {earlier:.0%} for the three cohorts before).")
+    later = summary.retention_at([3, 6, 12])
+    shown = [f"{v:.0%} at {unit} {k}" for k, v in later.items() if v is not None]
+    if shown:
+        points.append("Retention then settles: " + ", ".join(shown) + ".")
+    if readout is not None:
+        r = readout.retention
+        sure = ("clearly" if r.p_value < 0.01 else "probably" if r.p_value < 0.05 else "not detectably")
+        points.append(
+            f"**{readout.change_name}** ({readout.change_date:%d %b %Y}) {sure} changed retention at day "
+            f"{readout.days}: {r.before:.1%} → {r.after:.1%}, a difference of **{r.difference:+.1%}** "
+            f"(95% interval {r.ci_low:+.1%} to {r.ci_high:+.1%}, p = {r.p_value:.2g}).")
+        if readout.its is not None:
+            its = readout.its
+            points.append(f"Net of the existing trend, the cohort regression puts the jump at {its.jump:+.1%} "
+                          f"({its.ci_low:+.1%} to {its.ci_high:+.1%}).")
+        points += [f"Caveat: {w}" for w in readout.warnings]
+    return points
