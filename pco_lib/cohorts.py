@@ -81,7 +81,8 @@ class CohortSummary:
 
     def matrix(self, value: str = "retention", segment: str | None = None, min_cell_size: int = 1) -> pd.DataFrame:
         """Cohort × age table of ``value``: retention (share active), orders_per_customer,
-        revenue_per_customer, cumulative_revenue_per_customer (LTV curve), active or customers (counts).
+        revenue_per_customer, cumulative_revenue_per_customer (LTV curve), revenue_retention (revenue at
+        age k / revenue at age 0), active or customers (counts).
 
         Cohorts with fewer than ``min_cell_size`` customers are blanked out (privacy and noise)."""
         cells = self.cells
@@ -96,6 +97,7 @@ class CohortSummary:
             "revenue_per_customer": cells.revenue / cells.customers,
             "cumulative_revenue_per_customer": cells.groupby("cohort").revenue.cumsum(skipna=False)
             / cells.customers,
+            "revenue_retention": cells.revenue / cells.groupby("cohort").revenue.transform("first"),
             "active": cells.active,
             "customers": cells.customers,
         }
@@ -389,7 +391,8 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
     placebo_date = change - pd.Timedelta(days=364)
     placebo = summarize_change_window(customers, activity, placebo_date, days, window_days, as_of=until)
     first = _naive(customers.converted_at.min().to_pandas())
-    if placebo_date - pd.Timedelta(days=window_days) >= first and placebo.after.sum() > 1 and (~placebo.after).sum() > 1:
+    covered = placebo_date - pd.Timedelta(days=window_days) >= first
+    if covered and placebo.after.sum() > 1 and (~placebo.after).sum() > 1:
         p_before, p_after = placebo[~placebo.after], placebo[placebo.after]
         check = difference_in_proportions(int(p_before.retained.sum()), len(p_before), int(p_after.retained.sum()),
                                           len(p_after), alpha)
@@ -408,8 +411,8 @@ def retention_trend(summary: CohortSummary, age: int = 1, cohorts: int = 3) -> t
     if len(done) < 2 * cohorts:
         return None
     recent, earlier = done.tail(cohorts), done.iloc[-2 * cohorts:-cohorts]
-    share = (lambda part: float(part.active.sum() / part.customers.sum()))
-    return share(recent), share(earlier)
+    return (float(recent.active.sum() / recent.customers.sum()),
+            float(earlier.active.sum() / earlier.customers.sum()))
 
 
 def summary_points(summary: CohortSummary, readout: ChangeReadout | None, activity: str = "order") -> list[str]:

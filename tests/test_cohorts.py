@@ -172,3 +172,8 @@ def test_bad_arguments():
         summarize_cohorts(CUSTOMERS, _activity(ORDERS), "fortnight")
     with pytest.raises(data.DataError, match="no column 'colour'"):
         summarize_cohorts(CUSTOMERS, _activity(ORDERS), "month", segment="colour")
+
+
+def test_revenue_retention(summary):
+    m = summary.matrix("revenue_retention")
+    assert m.loc[T("2026-01-01"), 1] == 20.0 / 20.0 and m.loc[T("2026-02-01"), 1] == 8.0 / 7.0
