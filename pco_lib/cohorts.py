@@ -2,10 +2,11 @@
 
 Customers are grouped by the period they converted in (week, month or quarter; optionally split by a
 customer column) and followed by *age*: age k covers the k-th period of fixed length after each customer's
-own conversion, ``k = floor((t − converted_at) / L)`` with L = 7, 30 or 91 days. A cohort is *active* at
-age k when it had activity (an order, or an event) in that period. A cell is shown only when its period has
-fully elapsed for every member of the cohort: ``last conversion in cohort + (k + 1)·L ≤ observed_until``;
-later cells are left empty, never shown as a drop.
+own conversion, ``k = floor((t − converted_at) / L)`` with L = 7, 30 or 91 days. A customer is *active*
+at age k when they had activity (an order, or an event) in that period, or a subscription live during it.
+A cell is shown only when its period has fully elapsed for every member of the cohort:
+``last conversion in cohort + (k + 1)·L ≤ observed_until``; later cells are left empty, never shown as a
+drop.
 
 The counts per cohort × age come out of one engine query (:func:`summarize_cohorts`); everything after
 that works on the small frame.
@@ -24,7 +25,8 @@ from .data import DataError, DataSource
 
 PERIOD_DAYS = {"week": 7, "month": 30, "quarter": 91}
 _TRUNCATE = {"week": "W", "month": "M", "quarter": "Q"}
-ACTIVITIES = {"order": ("orders", "ordered_at"), "event": ("events", "occurred_at")}
+ACTIVITIES = {"order": ("orders", "ordered_at"), "event": ("events", "occurred_at"),
+              "subscription": ("subscriptions", "started_at")}
 DAY_SECONDS = 86_400
 
 
@@ -34,13 +36,20 @@ DAY_SECONDS = 86_400
 
 
 def activity_table(source: DataSource, activity: str = "order") -> ibis.Table:
-    """Activity rows as (customer_id, at, revenue): orders carry revenue, events count as 0."""
+    """Activity rows as (customer_id, at, revenue): orders carry revenue, events count as 0.
+
+    ``subscription``: rows (customer_id, at = started_at, until = ended_at, revenue = 0); a customer is
+    active in a period when a subscription is live at any moment of it.
+    """
     if activity not in ACTIVITIES:
         raise ValueError(f"activity must be one of {', '.join(ACTIVITIES)}, not {activity!r}")
     name, column = ACTIVITIES[activity]
     if not source.has(name):
         raise DataError(f"activity {activity!r} needs the {name} table, which is not in the data")
     t = source.table(name)
+    if activity == "subscription":
+        return t.select(customer_id=t.customer_id, at=t.started_at, until=t.ended_at,
+                        revenue=ibis.literal(0.0))
     revenue = t.revenue if "revenue" in t.columns else ibis.literal(0.0)
     return t.select(customer_id=t.customer_id, at=t[column], revenue=revenue.cast("float64"))
 
@@ -51,6 +60,8 @@ def _as_tables(customers, activity) -> tuple[ibis.Table, ibis.Table]:
         customers = ibis.memtable(customers)
     if isinstance(activity, pd.DataFrame):
         frame = activity.copy()
+        if "until" in frame:
+            frame["until"] = pd.to_datetime(frame["until"])
         if "revenue" not in frame:
             frame["revenue"] = 0.0
         activity = ibis.memtable(frame)
@@ -174,8 +185,11 @@ def summarize_cohorts(
     sizes = c.group_by(["cohort", "segment"]).aggregate(customers=c.count(), last_conversion=c.converted_at.max())
     a = activity.join(c, "customer_id")
     a = a.filter(a.at <= until)
-    age = ((a.at.epoch_seconds() - a.converted_at.epoch_seconds()) // length).cast("int64")
-    a = a.mutate(age=age).filter(age >= 0)
+    if "until" in activity.columns:
+        a = _live_periods(a, length, until, horizon, customers)
+    else:
+        age = ((a.at.epoch_seconds() - a.converted_at.epoch_seconds()) // length).cast("int64")
+        a = a.mutate(age=age).filter(age >= 0)
     if horizon is not None:
         a = a.filter(a.age <= horizon)
     counts = a.group_by(["cohort", "segment", "age"]).aggregate(
@@ -184,6 +198,20 @@ def summarize_cohorts(
     sizes_df = sizes.to_pandas()
     counts_df = counts.to_pandas()
     return _complete_cells(period, until, sizes_df, counts_df, horizon, segment)
+
+
+def _live_periods(a: ibis.Table, length: int, until: pd.Timestamp, horizon: int | None,
+                  customers: ibis.Table) -> ibis.Table:
+    """One row per (subscription, age) in which the subscription was live at some moment: it started
+    before the period ended and had not ended when the period began (empty end = still live)."""
+    first = _naive(customers.converted_at.min().to_pandas())
+    max_age = horizon if horizon is not None else int((until - first).total_seconds() // length)
+    ages = ibis.memtable(pd.DataFrame({"age": np.arange(max_age + 1, dtype="int64")}))
+    a = a.cross_join(ages)
+    period_start = a.converted_at.epoch_seconds() + a.age * length
+    live = (a.at.epoch_seconds() < period_start + length) & (
+        a.until.isnull() | (a.until.epoch_seconds() > period_start))
+    return a.filter(live)
 
 
 def _complete_cells(period, until, sizes, counts, horizon, segment) -> CohortSummary:
@@ -216,7 +244,8 @@ def summarize_change_window(customers, activity, change_date, days: int = 90, wi
                             as_of=None) -> pd.DataFrame:
     """One row per customer converting within ``window_days`` either side of ``change_date`` whose first
     ``days`` days have elapsed: converted_at, after (bool), retained (a repeat activity within ``days``
-    days after conversion) and revenue (within ``days`` days, the first order included).
+    days after conversion; for subscriptions, a subscription live on day ``days``) and revenue (within
+    ``days`` days, the first order included).
 
     Per-customer rows are needed for the cohort regression; they stay inside the analysis (never shown).
     """
@@ -228,9 +257,14 @@ def summarize_change_window(customers, activity, change_date, days: int = 90, wi
     c = customers.select("customer_id", "converted_at")
     c = c.filter((c.converted_at >= lo) & (c.converted_at < hi) & (c.converted_at + horizon <= until))
     a = activity.join(c, "customer_id")
-    a = a.filter((a.at >= a.converted_at) & (a.at <= a.converted_at + horizon))
-    per = a.group_by("customer_id").aggregate(
-        repeats=(a.at > a.converted_at).cast("int64").sum(), revenue=a.revenue.sum())
+    if "until" in activity.columns:  # subscriptions: retained = a subscription is live on day N
+        day_n = a.converted_at + horizon
+        a = a.filter((a.at <= day_n) & (a.until.isnull() | (a.until > day_n)))
+        per = a.group_by("customer_id").aggregate(repeats=a.count(), revenue=a.revenue.sum())
+    else:
+        a = a.filter((a.at >= a.converted_at) & (a.at <= a.converted_at + horizon))
+        per = a.group_by("customer_id").aggregate(
+            repeats=(a.at > a.converted_at).cast("int64").sum(), revenue=a.revenue.sum())
     rows = c.left_join(per, "customer_id").select(
         "converted_at", retained=(per.repeats.fill_null(0) > 0), revenue=per.revenue.fill_null(0.0))
     frame = rows.to_pandas()
@@ -418,7 +452,8 @@ def retention_trend(summary: CohortSummary, age: int = 1, cohorts: int = 3) -> t
 def summary_points(summary: CohortSummary, readout: ChangeReadout | None, activity: str = "order") -> list[str]:
     """Plain-language bullet points for the top of the cohort report."""
     unit = summary.period
-    doing = {"order": "ordered", "event": "were active"}.get(activity, "were active")
+    doing = {"order": "ordered", "event": "were active", "subscription": "were still subscribed"}.get(
+        activity, "were active")
     points = []
     trend = retention_trend(summary, 1)
     if trend:

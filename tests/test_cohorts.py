@@ -141,11 +141,11 @@ def business(tmp_path_factory):
     out = tmp_path_factory.mktemp("cohorts") / "s"
     truth = generate_sample(out, customers=20_000, seed=5, progress=False)
     source = data.connect(out)
-    return truth, source.table("customers"), cohorts.activity_table(source)
+    return truth, source.table("customers"), cohorts.activity_table(source), source
 
 
 def test_recovers_the_onboarding_uplift_of_the_sample_business(business):
-    truth, customers, activity = business
+    truth, customers, activity, _ = business
     change = truth["onboarding_change"]
     readout = compare_before_after(customers, activity, change["date"], days=90, window_days=120)
     effect = change["true_effect_repeat_90d"]
@@ -155,14 +155,14 @@ def test_recovers_the_onboarding_uplift_of_the_sample_business(business):
 
 
 def test_no_change_where_there_was_none(business):
-    _, customers, activity = business
+    _, customers, activity, _ = business
     readout = compare_before_after(customers, activity, "2025-05-01", days=90, window_days=120)
     assert readout.its.ci_low < 0 < readout.its.ci_high
     assert readout.retention.ci_low < 0 < readout.retention.ci_high
 
 
 def test_too_little_data_after_the_change_is_a_clear_error(business):
-    _, customers, activity = business
+    _, customers, activity, _ = business
     with pytest.raises(ValueError, match="too few customers to compare around 2026-09-20"):
         compare_before_after(customers, activity, "2026-09-20", days=90)
 
@@ -177,3 +177,30 @@ def test_bad_arguments():
 def test_revenue_retention(summary):
     m = summary.matrix("revenue_retention")
     assert m.loc[T("2026-01-01"), 1] == 20.0 / 20.0 and m.loc[T("2026-02-01"), 1] == 8.0 / 7.0
+
+
+def test_subscription_activity_counts_live_periods():
+    customers = CUSTOMERS.iloc[:2]
+    subs = pd.DataFrame({"customer_id": ["A", "B"], "at": [T("2026-01-05"), T("2026-01-20")],
+                         "until": [T("2026-02-20"), pd.NaT], "revenue": [0.0, 0.0]})
+    s = summarize_cohorts(customers, subs, "month", as_of=T("2026-05-01"))
+    m = s.matrix("retention")
+    # A: live days 0-46 -> ages 0 and 1, not age 2 (60-90); B never ended -> every age. Jan: last member B
+    # converted 01-20 -> 101 days -> ages 0-2 elapsed, age 3 not.
+    assert m.loc[T("2026-01-01")].tolist()[:3] == [1.0, 1.0, 0.5]
+    assert np.isnan(m.loc[T("2026-01-01"), 3])
+
+
+def test_sample_subscription_retention_matches_a_direct_count(business):
+    *_, source = business
+    summary = summarize_cohorts(source.table("customers"), cohorts.activity_table(source, "subscription"), "month",
+                                horizon=3)
+    cohort = T("2025-01-01")
+    c = pd.read_parquet(source.data_dir / "customers.parquet")
+    s = pd.read_parquet(source.data_dir / "subscriptions.parquet").merge(c, on="customer_id")
+    s = s[s.converted_at.dt.tz_localize(None).dt.to_period("M").dt.to_timestamp() == cohort]
+    start = s.converted_at + pd.Timedelta(days=30)  # age 1 = days 30-60 after conversion
+    live = (s.started_at < start + pd.Timedelta(days=30)) & (s.ended_at.isna() | (s.ended_at > start))
+    n = (c.converted_at.dt.tz_localize(None).dt.to_period("M").dt.to_timestamp() == cohort).sum()
+    assert summary.matrix("retention").loc[cohort, 1] == pytest.approx(s[live].customer_id.nunique() / n, abs=1e-12)
+    assert summary.matrix("retention").loc[cohort, 0] == pytest.approx(s.customer_id.nunique() / n, abs=1e-12)
