@@ -41,7 +41,8 @@ def sample(tmp_path_factory):
     (RESULTS / "bench.md").write_text(
         f"# pco benchmarks\n\nMachine: {platform.platform()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}\n\nSample: {CUSTOMERS:,} customers, {truth['counts']['orders']:,} orders "
-        f"(generated in {seconds:.1f} s)\n\n| step | pco (DuckDB via Ibis) | pandas recipe | speed-up |\n|---|---|---|---|\n")
+        f"(generated in {seconds:.1f} s)\n\n"
+        "| step | pco (DuckDB via Ibis) | pandas recipe | speed-up |\n|---|---|---|---|\n")
     return folder
 
 
