@@ -103,3 +103,23 @@ def change_plot(fitted: pd.DataFrame, change_date, change_name: str, days: int):
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
+
+
+def forest(effects: pd.DataFrame, labels: dict[str, str] | None = None, title: str = "Relative lift vs control"):
+    """Relative lifts with their intervals, one row per metric (and arm); a line at no effect."""
+    rows = effects.reset_index(drop=True)
+    names = [f"{(labels or {}).get(r.metric, r.metric)}" + (f" ({r.variant})" if rows.variant.nunique() > 1 else "")
+             for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(9, 0.8 + 0.55 * len(rows)))
+    y = list(range(len(rows)))[::-1]
+    significant = rows.p_value_adjusted < 0.05 if "p_value_adjusted" in rows else rows.p_value < 0.05
+    colors = [PALETTE[0] if s else PALETTE[5] for s in significant]
+    for yi, color, r in zip(y, colors, rows.itertuples()):
+        ax.errorbar([r.relative], [yi], xerr=[[r.relative - r.relative_ci_low], [r.relative_ci_high - r.relative]],
+                    fmt="o", color=color, elinewidth=2, capsize=4)
+    ax.axvline(0, color="#333", linewidth=1)
+    ax.set_yticks(y, names)
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=title, xlabel="treatment vs control (relative)")
+    fig.tight_layout()
+    return fig

@@ -20,7 +20,7 @@ the truth written to ``truth.json``:
 - **Events**: logins, feature use and e-mail opens while the customer is alive (Poisson).
 - **Experiments** (assigned at conversion, customers converting in the experiment's window):
   ``onboarding_email`` has a real effect (treatment: λ × 1.3, p × 0.8, θ × 0.8); ``checkout_copy`` is an
-  A/A test; ``pricing_page`` has a sample ratio mismatch (a logging bug drops 8% of treatment assignments;
+  A/A test; ``pricing_page`` has a sample ratio mismatch (a logging bug drops 20% of treatment assignments;
   those customers behave normally).
 
 truth.json keys: ``seed``, ``customers``, ``observed_from``, ``observed_until``, ``time_unit``,
@@ -93,7 +93,7 @@ EXPERIMENTS = {
                           logging_loss=0.0, lambda_multiplier=1.0, dropout_multiplier=1.0,
                           churn_probability_multiplier=1.0),
     "pricing_page": dict(window=("2025-02-01", "2025-06-30"), planned_weights={"control": 0.5, "treatment": 0.5},
-                         logging_loss=0.08, lambda_multiplier=1.0, dropout_multiplier=1.0,
+                         logging_loss=0.20, lambda_multiplier=1.0, dropout_multiplier=1.0,
                          churn_probability_multiplier=1.0),
 }
 

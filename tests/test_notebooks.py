@@ -15,11 +15,14 @@ NON_DEFAULT = {
     "cohort_retention": {"period": "week", "activity": "event", "segment": "device", "horizon": 8,
                          "change_date": "2025-10-01", "change_name": "new onboarding", "retention_days": 30,
                          "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
+    "ab_test": {"experiment_id": "checkout_copy", "metrics": ["revenue", "repeat"], "window_days": 14,
+                "alpha": 0.1, "correction": "bh"},
 }
 EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
                       "validation_warnings"},
     "cohort_retention": {"retention", "change"},
+    "ab_test": {"verdict", "srm_p_value", "metrics"},
 }
 
 
@@ -51,3 +54,15 @@ def test_data_overview_counts_match_the_generated_sample(tiny_sample, tmp_path):
     assert result.results["customers"] == truth["customers"] == 1500
     assert result.results["orders"] == truth["counts"]["orders"]
     assert result.results["lead_conversion_rate"] == pytest.approx(1500 / truth["counts"]["leads"])
+
+
+@pytest.mark.slow
+def test_ab_test_results_have_every_metric_and_arm(tiny_sample, tmp_path):
+    result = run_report("ab_test", data_dir=tiny_sample, out_dir=tmp_path, params=NON_DEFAULT["ab_test"])
+    assert result.ok, result.error
+    metrics = result.results["metrics"]
+    assert set(metrics) == {"revenue", "repeat"}
+    for metric in metrics.values():
+        assert set(metric["treatment"]) == {"effect", "ci_low", "ci_high", "p_value", "p_value_adjusted"}
+        assert metric["treatment"]["ci_low"] <= metric["treatment"]["effect"] <= metric["treatment"]["ci_high"]
+    assert result.results["verdict"] in {"ship", "do not ship", "keep running", "do not trust"}

@@ -1,0 +1,370 @@
+"""Experiment (A/B) readouts from per-arm sufficient statistics, following GrowthBook's gbstats conventions.
+
+The engine turns assignments × orders into, per arm and metric, the count n, Σx and Σx² (plus Σy, Σy²
+and Σxy for ratio metrics); every test below works from those numbers alone, so aggregates from a
+warehouse can be fed in directly.
+
+- Means and proportions: Welch's t-test with Welch–Satterthwaite degrees of freedom; a proportion's
+  variance is p(1 − p).
+- Relative lift Δ = μ_t/μ_c − 1 by the delta method: Var(Δ) ≈ σ²_t/(n_t μ²_c) + μ²_t σ²_c/(n_c μ⁴_c).
+- Ratio metrics (Σx/Σy per arm, e.g. revenue per order) by the delta method with covariance:
+  Var(R) ≈ (σ²_x/μ²_y − 2 μ_x σ_xy/μ³_y + μ²_x σ²_y/μ⁴_y) / n.
+- Sample ratio mismatch: χ² goodness of fit of the arm sizes against the planned weights (flag p < 0.001).
+- Holm or Benjamini–Hochberg adjusted p-values across metrics × arms.
+- Minimum detectable effect at 80% power: (z_{1−α/2} + z_{0.8}) · SE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .data import DataError, DataSource
+
+SRM_THRESHOLD = 0.001
+METRICS = {
+    "repeat": "proportion",  # at least one order after assignment within the window
+    "revenue": "mean",  # revenue per customer after assignment within the window
+    "orders": "mean",  # orders per customer after assignment within the window
+    "revenue_per_order": "ratio",  # Σ revenue / Σ orders in the window
+}
+
+
+class ExperimentError(ValueError):
+    """An experiment cannot be read (unknown id or variant, empty arm, zero variance, window too long)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Engine summary
+# --------------------------------------------------------------------------------------------------
+
+
+def summarize_experiment(source: DataSource, experiment_id: str, window_days: int = 30) -> pd.DataFrame:
+    """Per-arm sufficient statistics of every metric, for customers whose window has fully elapsed.
+
+    Columns: variant, assigned (all assigned customers), n (customers counted), and for each metric m
+    ``m_sum``, ``m_sumsq``; for revenue_per_order also ``orders_sum``, ``orders_sumsq`` and
+    ``revenue_orders_sum`` (Σ revenue·orders per customer, the cross-product for the covariance).
+    """
+    a = source.table("assignments")
+    a = a.filter(a.experiment_id == experiment_id)
+    known = a.count().to_pandas()
+    if known == 0:
+        ids = source.table("assignments").select("experiment_id").distinct().to_pandas().experiment_id.tolist()
+        raise ExperimentError(f"no assignments for experiment {experiment_id!r}; known experiments: "
+                              f"{', '.join(sorted(map(str, ids)))}")
+    o = source.table("orders")
+    until = pd.Timestamp(o.ordered_at.max().to_pandas())
+    first = pd.Timestamp(a.assigned_at.min().to_pandas())
+    window = pd.Timedelta(days=window_days)
+    if first + window > until:
+        raise ExperimentError(f"a {window_days}-day window is longer than the data: the first assignment "
+                              f"({first:%Y-%m-%d}) plus {window_days} days is after the last order ({until:%Y-%m-%d})")
+    sizes = a.group_by("variant").aggregate(assigned=a.count())
+    mature = a.filter(a.assigned_at + window <= until)
+    j = mature.left_join(o, mature.customer_id == o.customer_id)
+    in_window = (j.ordered_at > j.assigned_at) & (j.ordered_at <= j.assigned_at + window)
+    per = j.group_by([j.variant, j.customer_id]).aggregate(
+        orders=in_window.cast("int64").sum(),
+        revenue=in_window.ifelse(j.revenue, 0.0).sum(),
+    )
+    per = per.mutate(orders=per.orders.fill_null(0).cast("float64"), revenue=per.revenue.fill_null(0.0))
+    per = per.mutate(repeat=(per.orders > 0).cast("float64"))
+    agg = {"n": per.count()}
+    for m in ("repeat", "revenue", "orders"):
+        agg[f"{m}_sum"] = per[m].sum()
+        agg[f"{m}_sumsq"] = (per[m] * per[m]).sum()
+    agg["revenue_orders_sum"] = (per.revenue * per.orders).sum()
+    arms = per.group_by("variant").aggregate(**agg)
+    frame = sizes.left_join(arms, "variant").select(sizes.variant, sizes.assigned, *[arms[k] for k in agg])
+    return frame.to_pandas().fillna(0).sort_values("variant").reset_index(drop=True)
+
+
+def planned_weights(source: DataSource, experiment_id: str) -> pd.DataFrame:
+    """variant, weight, is_control from the experiments table."""
+    if not source.has("experiments"):
+        raise DataError("the experiments table (planned split) is needed to read an experiment")
+    e = source.table("experiments")
+    frame = e.filter(e.experiment_id == experiment_id).select("variant", "weight", "is_control").to_pandas()
+    if frame.empty:
+        raise ExperimentError(f"experiment {experiment_id!r} is not in the experiments table")
+    return frame.sort_values("variant").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics on sufficient statistics
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """Sufficient statistics of one metric in one arm."""
+
+    n: int
+    sum: float
+    sumsq: float
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.n
+
+    @property
+    def var(self) -> float:
+        """Sample variance (Σx² − n·x̄²)/(n − 1)."""
+        return max((self.sumsq - self.n * self.mean**2) / (self.n - 1), 0.0)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Treatment vs control on one metric."""
+
+    metric: str
+    variant: str
+    control_mean: float
+    treatment_mean: float
+    effect: float  # absolute difference
+    ci_low: float
+    ci_high: float
+    relative: float
+    relative_ci_low: float
+    relative_ci_high: float
+    p_value: float
+    se: float
+    df: float
+    mde: float  # smallest absolute effect detectable with 80% power at this sample size
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def welch(control: ArmStats, treatment: ArmStats, alpha: float = 0.05, metric: str = "",
+          variant: str = "treatment") -> Effect:
+    """Welch's t-test on the difference of means, and the delta-method interval of the relative lift."""
+    for arm, name in ((control, "control"), (treatment, variant)):
+        if arm.n < 2:
+            raise ExperimentError(f"{metric}: the {name} arm has {arm.n} customers; at least 2 are needed")
+    vc, vt = control.var / control.n, treatment.var / treatment.n
+    se2 = vc + vt
+    if se2 == 0:
+        raise ExperimentError(f"{metric}: zero variance in both arms; there is nothing to test")
+    df = se2**2 / (vc**2 / (control.n - 1) + vt**2 / (treatment.n - 1))
+    se = np.sqrt(se2)
+    diff = treatment.mean - control.mean
+    t = stats.t.ppf(1 - alpha / 2, df)
+    p = 2 * stats.t.sf(abs(diff / se), df)
+    mc, mt = control.mean, treatment.mean
+    if mc != 0:
+        rel = mt / mc - 1
+        rel_se = np.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
+        rel_ci = (rel - t * rel_se, rel + t * rel_se)
+    else:
+        rel, rel_ci = np.nan, (np.nan, np.nan)
+    mde = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)) * se
+    return Effect(metric, variant, mc, mt, diff, diff - t * se, diff + t * se, rel, *rel_ci, float(p),
+                  float(se), float(df), float(mde))
+
+
+def ratio_effect(control: dict, treatment: dict, alpha: float = 0.05, metric: str = "revenue_per_order",
+                 variant: str = "treatment") -> Effect:
+    """Difference of ratio metrics Σx/Σy by the delta method (normal approximation).
+
+    Each arm: dict with n, x_sum, x_sumsq, y_sum, y_sumsq, xy_sum (per-customer numerator x, denominator y).
+    """
+    def moments(arm):
+        n = arm["n"]
+        mx, my = arm["x_sum"] / n, arm["y_sum"] / n
+        vx = (arm["x_sumsq"] - n * mx**2) / (n - 1)
+        vy = (arm["y_sumsq"] - n * my**2) / (n - 1)
+        cxy = (arm["xy_sum"] - n * mx * my) / (n - 1)
+        if my == 0:
+            raise ExperimentError(f"{metric}: the denominator is zero in one arm")
+        ratio = mx / my
+        var = (vx / my**2 - 2 * mx * cxy / my**3 + mx**2 * vy / my**4) / n
+        return ratio, max(var, 0.0)
+
+    rc, vc = moments(control)
+    rt, vt = moments(treatment)
+    se = np.sqrt(vc + vt)
+    if se == 0:
+        raise ExperimentError(f"{metric}: zero variance in both arms; there is nothing to test")
+    z = stats.norm.ppf(1 - alpha / 2)
+    diff = rt - rc
+    p = 2 * stats.norm.sf(abs(diff / se))
+    rel = rt / rc - 1
+    rel_se = np.sqrt(vt / rc**2 + rt**2 * vc / rc**4)
+    mde = (z + stats.norm.ppf(0.8)) * se
+    return Effect(metric, variant, rc, rt, diff, diff - z * se, diff + z * se, rel, rel - z * rel_se,
+                  rel + z * rel_se, float(p), float(se), float("inf"), float(mde))
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    """χ² goodness of fit of the arm sizes against the planned split."""
+
+    observed: dict
+    expected: dict
+    p_value: float
+    mismatch: bool
+
+
+def sample_ratio_check(counts: dict[str, int], weights: dict[str, float],
+                       threshold: float = SRM_THRESHOLD) -> SampleRatio:
+    """χ² test of observed arm sizes against the planned weights; a mismatch at p < ``threshold``."""
+    variants = sorted(weights)
+    observed = np.array([counts.get(v, 0) for v in variants], dtype=float)
+    w = np.array([weights[v] for v in variants], dtype=float)
+    expected = observed.sum() * w / w.sum()
+    p = float(stats.chisquare(observed, expected).pvalue)
+    return SampleRatio(dict(zip(variants, observed.astype(int).tolist())),
+                       dict(zip(variants, expected.tolist())), p, p < threshold)
+
+
+def adjust_p_values(p_values: list[float], method: str = "holm") -> list[float]:
+    """Holm (family-wise error) or Benjamini–Hochberg (false discovery rate) adjusted p-values."""
+    from statsmodels.stats.multitest import multipletests
+
+    methods = {"holm": "holm", "bh": "fdr_bh", "none": None}
+    if method not in methods:
+        raise ValueError(f"correction must be one of {', '.join(methods)}, not {method!r}")
+    if methods[method] is None or not p_values:
+        return list(p_values)
+    return multipletests(p_values, method=methods[method])[1].tolist()
+
+
+# --------------------------------------------------------------------------------------------------
+# Readout
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readout:
+    """The readout of one experiment: effects per metric × arm, the SRM check and the verdict."""
+
+    experiment_id: str
+    window_days: int
+    alpha: float
+    correction: str
+    control: str
+    arms: pd.DataFrame  # variant, assigned, n (counted)
+    effects: pd.DataFrame  # one row per metric × treatment arm, with p_value_adjusted
+    srm: SampleRatio
+    verdict: str
+    reasons: tuple[str, ...]
+
+    @property
+    def left_out(self) -> int:
+        """Assigned customers whose window had not elapsed (not counted)."""
+        return int(self.arms.assigned.sum() - self.arms.n.sum())
+
+
+def _arm(row, metric) -> ArmStats:
+    return ArmStats(int(row["n"]), float(row[f"{metric}_sum"]), float(row[f"{metric}_sumsq"]))
+
+
+def _ratio_arm(row) -> dict:
+    return {"n": int(row["n"]), "x_sum": row["revenue_sum"], "x_sumsq": row["revenue_sumsq"],
+            "y_sum": row["orders_sum"], "y_sumsq": row["orders_sumsq"], "xy_sum": row["revenue_orders_sum"]}
+
+
+def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], experiment_id: str = "",
+            window_days: int = 30, alpha: float = 0.05, correction: str = "holm",
+            primary: str | None = None) -> Readout:
+    """Effects of every treatment arm against the control on each metric, adjusted p-values, SRM check
+    and verdict. ``arms`` is :func:`summarize_experiment`'s frame; ``weights`` :func:`planned_weights`'."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ExperimentError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
+    controls = weights[weights.is_control].variant.tolist()
+    if len(controls) != 1:
+        raise ExperimentError(f"experiment {experiment_id!r} needs exactly one control variant, found {controls}")
+    control = controls[0]
+    planned = set(weights.variant)
+    extra = set(arms.variant) - planned
+    if extra:
+        raise ExperimentError(f"variant(s) {', '.join(sorted(extra))} of {experiment_id!r} are not in the plan")
+    by_variant = arms.set_index("variant")
+    for v in planned:
+        if v not in by_variant.index or by_variant.loc[v, "n"] == 0:
+            raise ExperimentError(f"arm {v!r} of {experiment_id!r} has no customers whose window has elapsed")
+    rows = []
+    for variant in sorted(planned - {control}):
+        c, t = by_variant.loc[control], by_variant.loc[variant]
+        for m in metrics:
+            if METRICS[m] == "ratio":
+                e = ratio_effect(_ratio_arm(c), _ratio_arm(t), alpha, m, variant)
+            else:
+                e = welch(_arm(c, m), _arm(t, m), alpha, m, variant)
+            rows.append(e.to_dict())
+    effects = pd.DataFrame(rows)
+    effects["p_value_adjusted"] = adjust_p_values(effects.p_value.tolist(), correction)
+    srm = sample_ratio_check(dict(zip(arms.variant, arms.assigned)), dict(zip(weights.variant, weights.weight)))
+    verdict, reasons = _verdict(effects, srm, alpha, primary or metrics[0])
+    return Readout(experiment_id, window_days, alpha, correction, control,
+                   arms[["variant", "assigned", "n"]].copy(), effects, srm, verdict, reasons)
+
+
+def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str) -> tuple[str, tuple[str, ...]]:
+    """ship / do not ship / keep running / do not trust, with one sentence per reason."""
+    if srm.mismatch:
+        return "do not trust", (f"The arm sizes do not match the planned split (SRM p = {srm.p_value:.2g}): "
+                                "assignment or logging is broken, so the effects below are not reliable.",)
+    main = effects[effects.metric == primary]
+    wins = main[(main.p_value_adjusted < alpha) & (main.effect > 0)]
+    losses = main[(main.p_value_adjusted < alpha) & (main.effect < 0)]
+    if len(losses):
+        return "do not ship", tuple(f"{r.variant} lowers {primary} by {abs(r.effect):.3g} (adjusted p = "
+                                    f"{r.p_value_adjusted:.2g})." for r in losses.itertuples())
+    if len(wins):
+        return "ship", tuple(f"{r.variant} raises {primary} by {r.effect:.3g} ({r.relative:+.1%}; adjusted p = "
+                             f"{r.p_value_adjusted:.2g})." for r in wins.itertuples())
+    return "keep running", tuple(
+        f"No detectable effect of {r.variant} on {primary} yet: with this many customers only effects larger than "
+        f"±{r.mde:.3g} would be found reliably." for r in main.itertuples())
+
+
+def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,
+                    alpha: float = 0.05, correction: str = "holm") -> Readout:
+    """Summarize in the engine and analyze: the one call a notebook makes."""
+    arms = summarize_experiment(source, experiment_id, window_days)
+    weights = planned_weights(source, experiment_id)
+    return analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction)
+
+
+METRIC_LABELS = {
+    "repeat": "Repeat purchase within {w} days",
+    "revenue": "Revenue per customer, {w} days",
+    "orders": "Orders per customer, {w} days",
+    "revenue_per_order": "Revenue per order, {w} days",
+}
+
+
+def metric_label(metric: str, window_days: int) -> str:
+    return METRIC_LABELS.get(metric, metric).format(w=window_days)
+
+
+def _fmt(metric: str, value: float, signed: bool = False) -> str:
+    if metric == "repeat":
+        return f"{value * 100:+.1f} pts" if signed else f"{value:.1%}"
+    return f"{value:+,.2f}" if signed else f"{value:,.2f}"
+
+
+def summary_points(readout: Readout) -> list[str]:
+    """The verdict and one plain sentence per metric (effect and interval)."""
+    verdicts = {"ship": "✅ **Ship**", "do not ship": "⛔ **Do not ship**", "keep running": "⏳ **Keep running**",
+                "do not trust": "⚠️ **Do not trust this result**"}
+    points = [f"{verdicts[readout.verdict]}: " + " ".join(readout.reasons)]
+    level = f"{1 - readout.alpha:.0%}"
+    for r in readout.effects.itertuples():
+        label = metric_label(r.metric, readout.window_days)
+        sure = "significant" if r.p_value_adjusted < readout.alpha else "not significant"
+        points.append(
+            f"{label}: {_fmt(r.metric, r.control_mean)} in {readout.control} vs {_fmt(r.metric, r.treatment_mean)} "
+            f"in {r.variant}, a change of **{_fmt(r.metric, r.effect, True)}** ({r.relative:+.1%}; {level} interval "
+            f"{_fmt(r.metric, r.ci_low, True)} to {_fmt(r.metric, r.ci_high, True)}, {sure}).")
+    if readout.left_out:
+        points.append(f"{readout.left_out:,} recently assigned customers are not counted yet: their "
+                      f"{readout.window_days}-day window has not ended.")
+    return points

@@ -1,0 +1,212 @@
+"""Experiment statistics: checked against scipy/statsmodels, simulated A/A calibration, and recovery of the
+sample business's known effects."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from pco_lib import data
+from pco_lib.experiments import (
+    ArmStats,
+    ExperimentError,
+    adjust_p_values,
+    analyze,
+    ratio_effect,
+    read_experiment,
+    sample_ratio_check,
+    summarize_experiment,
+    welch,
+)
+
+
+def _stats(x):
+    return ArmStats(len(x), float(np.sum(x)), float(np.sum(np.square(x))))
+
+
+def test_welch_matches_scipy_from_sufficient_statistics():
+    rng = np.random.default_rng(3)
+    c, t = rng.gamma(1.5, 20, 800), rng.gamma(1.6, 20, 760)
+    e = welch(_stats(c), _stats(t))
+    ref = stats.ttest_ind(t, c, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert e.p_value == pytest.approx(ref.pvalue, rel=1e-8)
+    assert (e.ci_low, e.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-8)
+    assert e.df == pytest.approx(ref.df, rel=1e-8)
+
+
+def test_proportion_variance_is_p_times_one_minus_p_with_n_minus_1():
+    # 0/1 data: sample variance = n/(n-1)·p(1-p), which is what Welch on the raw 0/1 values uses
+    e = welch(ArmStats(1000, 400, 400), ArmStats(1000, 450, 450))
+    p0, p1 = 0.4, 0.45
+    se = np.sqrt(p0 * (1 - p0) * 1000 / 999 / 1000 + p1 * (1 - p1) * 1000 / 999 / 1000)
+    assert e.se == pytest.approx(se, rel=1e-12)
+    assert e.effect == pytest.approx(0.05)
+
+
+def test_relative_lift_interval_by_the_delta_method():
+    # Var(μt/μc − 1) ≈ σ²t/(nt μc²) + μt² σ²c/(nc μc⁴), computed by hand
+    c, t = ArmStats(500, 5000.0, 5000.0 * 10 + 499 * 4.0), ArmStats(400, 4400.0, 4400.0 * 11 + 399 * 9.0)
+    e = welch(c, t)
+    var = t.var / (400 * 10**2) + 11**2 * c.var / (500 * 10**4)
+    half = stats.t.ppf(0.975, e.df) * np.sqrt(var)
+    assert e.relative == pytest.approx(0.1)
+    assert (e.relative_ci_low, e.relative_ci_high) == pytest.approx((0.1 - half, 0.1 + half), rel=1e-10)
+
+
+def test_ratio_metric_delta_method_matches_a_bootstrap():
+    rng = np.random.default_rng(5)
+
+    def arm(n, spend):
+        orders = rng.poisson(1.5, n) + 1
+        revenue = np.array([rng.gamma(5, spend / 5, k).sum() for k in orders])
+        return orders, revenue, {"n": n, "x_sum": revenue.sum(), "x_sumsq": (revenue**2).sum(),
+                                 "y_sum": orders.sum(), "y_sumsq": (orders**2).sum(),
+                                 "xy_sum": (revenue * orders).sum()}
+
+    oc, rc, c = arm(2000, 30.0)
+    ot, rt, t = arm(2000, 31.0)
+    e = ratio_effect(c, t)
+    assert e.effect == pytest.approx(rt.sum() / ot.sum() - rc.sum() / oc.sum(), rel=1e-12)
+    boots = []
+    for _ in range(400):
+        i, j = rng.integers(0, 2000, 2000), rng.integers(0, 2000, 2000)
+        boots.append(rt[j].sum() / ot[j].sum() - rc[i].sum() / oc[i].sum())
+    assert e.se == pytest.approx(np.std(boots), rel=0.12)  # bootstrap SE, 400 resamples: ±~7% noise
+
+
+def test_sample_ratio_check_matches_scipy_chisquare():
+    srm = sample_ratio_check({"control": 5200, "treatment": 4800}, {"control": 0.5, "treatment": 0.5})
+    assert srm.p_value == pytest.approx(stats.chisquare([5200, 4800]).pvalue, rel=1e-12)
+    assert srm.mismatch  # chi2 = 16, p = 6.3e-5 < 0.001
+    uneven = sample_ratio_check({"a": 2050, "b": 7950}, {"a": 0.2, "b": 0.8})
+    assert uneven.p_value == pytest.approx(stats.chisquare([2050, 7950], [2000, 8000]).pvalue, rel=1e-12)
+    assert not uneven.mismatch
+
+
+def test_corrections_match_statsmodels():
+    p = [0.01, 0.04, 0.03, 0.2]
+    assert adjust_p_values(p, "holm") == pytest.approx(multipletests(p, method="holm")[1].tolist())
+    assert adjust_p_values(p, "bh") == pytest.approx(multipletests(p, method="fdr_bh")[1].tolist())
+    assert adjust_p_values(p, "none") == p
+    with pytest.raises(ValueError, match="correction must be one of"):
+        adjust_p_values(p, "bonferonni")
+
+
+def test_aa_calibration_false_positive_rate_and_coverage():
+    """2,000 simulated A/A tests (and A/B with a known effect for coverage) at α = 0.05: the false-positive
+    rate stays within 3 binomial standard errors of α (±1.5 points) and intervals cover at 95%."""
+    rng = np.random.default_rng(2026)
+    sims, n, alpha = 2000, 400, 0.05
+    false_positives, covered = 0, 0
+    for _ in range(sims):
+        c = rng.lognormal(3, 1, n)
+        t = rng.lognormal(3, 1, n)
+        false_positives += welch(_stats(c), _stats(t), alpha).p_value < alpha
+        t2 = t + 5.0  # true effect 5
+        e = welch(_stats(c), _stats(t2), alpha)
+        covered += e.ci_low < 5.0 < e.ci_high
+    se = np.sqrt(alpha * (1 - alpha) / sims)
+    assert abs(false_positives / sims - alpha) < 3 * se
+    assert abs(covered / sims - (1 - alpha)) < 3 * se
+
+
+def _arms(n_c, n_t, p_c=0.4, p_t=0.4):
+    rows = []
+    for v, n, p in (("control", n_c, p_c), ("treatment", n_t, p_t)):
+        x = n * p
+        rows.append({"variant": v, "assigned": n, "n": n, "repeat_sum": x, "repeat_sumsq": x,
+                     "revenue_sum": 10.0 * n, "revenue_sumsq": 150.0 * n, "orders_sum": x, "orders_sumsq": x,
+                     "revenue_orders_sum": 12.0 * x})
+    return pd.DataFrame(rows)
+
+
+WEIGHTS = pd.DataFrame({"variant": ["control", "treatment"], "weight": [0.5, 0.5], "is_control": [True, False]})
+
+
+def test_verdicts():
+    assert analyze(_arms(5000, 5000, 0.40, 0.44), WEIGHTS, ["repeat"]).verdict == "ship"
+    assert analyze(_arms(5000, 5000, 0.44, 0.40), WEIGHTS, ["repeat"]).verdict == "do not ship"
+    assert analyze(_arms(5000, 5000, 0.40, 0.405), WEIGHTS, ["repeat"]).verdict == "keep running"
+    srm = analyze(_arms(5400, 4600, 0.40, 0.44), WEIGHTS, ["repeat"])
+    assert srm.verdict == "do not trust" and "SRM" in srm.reasons[0]
+
+
+def test_degenerate_inputs_are_clear_errors():
+    empty = _arms(5000, 5000)
+    empty.loc[1, "n"] = 0
+    with pytest.raises(ExperimentError, match="arm 'treatment' .* has no customers"):
+        analyze(empty, WEIGHTS, ["repeat"], "exp")
+    with pytest.raises(ExperimentError, match="unknown metric"):
+        analyze(_arms(10, 10), WEIGHTS, ["happiness"])
+    with pytest.raises(ExperimentError, match="zero variance"):
+        welch(ArmStats(10, 0, 0), ArmStats(10, 0, 0), metric="repeat")
+    odd = _arms(10, 10)
+    odd.loc[1, "variant"] = "purple"
+    with pytest.raises(ExperimentError, match="purple"):
+        analyze(odd, WEIGHTS, ["repeat"], "exp")
+
+
+@pytest.fixture(scope="module")
+def business(tmp_path_factory):
+    from pco_lib.sample import generate_sample
+
+    out = tmp_path_factory.mktemp("experiments") / "s"
+    truth = generate_sample(out, customers=20_000, seed=9, progress=False)
+    return truth, data.connect(out)
+
+
+METRICS = ["repeat", "revenue", "orders", "revenue_per_order"]
+
+
+def test_recovers_the_real_effect(business):
+    truth, source = business
+    r = read_experiment(source, "onboarding_email", METRICS, window_days=30)
+    repeat = r.effects.set_index("metric").loc["repeat"]
+    effect = truth["experiments"]["onboarding_email"]["true_effect_repeat_30d"]
+    assert repeat.ci_low < effect < repeat.ci_high
+    assert r.verdict == "ship" and not r.srm.mismatch
+
+
+def test_finds_nothing_in_the_aa_test(business):
+    _, source = business
+    r = read_experiment(source, "checkout_copy", METRICS, window_days=30)
+    assert (r.effects.p_value_adjusted > 0.05).all()
+    repeat = r.effects.set_index("metric").loc["repeat"]
+    assert repeat.ci_low < 0 < repeat.ci_high
+    assert r.verdict == "keep running"
+
+
+def test_flags_the_sample_ratio_mismatch(business):
+    _, source = business
+    r = read_experiment(source, "pricing_page", METRICS, window_days=30)
+    assert r.srm.mismatch and r.verdict == "do not trust"
+
+
+def test_engine_summary_matches_pandas(business):
+    _, source = business
+    arms = summarize_experiment(source, "checkout_copy", 30).set_index("variant")
+    d = source.data_dir
+    a = pd.read_parquet(d / "assignments.parquet").query("experiment_id == 'checkout_copy'")
+    o = pd.read_parquet(d / "orders.parquet")
+    until = o.ordered_at.max()
+    a = a[a.assigned_at + pd.Timedelta(days=30) <= until]
+    j = a.merge(o, on="customer_id")
+    j = j[(j.ordered_at > j.assigned_at) & (j.ordered_at <= j.assigned_at + pd.Timedelta(days=30))]
+    per = j.groupby("customer_id").agg(orders=("order_id", "size"), revenue=("revenue", "sum"))
+    per = a.set_index("customer_id")[["variant"]].join(per).fillna(0)
+    for variant, part in per.groupby("variant"):
+        assert arms.loc[variant, "n"] == len(part)
+        assert arms.loc[variant, "orders_sum"] == part.orders.sum()
+        assert arms.loc[variant, "repeat_sum"] == (part.orders > 0).sum()
+        assert arms.loc[variant, "revenue_sum"] == pytest.approx(part.revenue.sum(), rel=1e-12)
+        assert arms.loc[variant, "revenue_sumsq"] == pytest.approx((part.revenue**2).sum(), rel=1e-12)
+
+
+def test_engine_errors(business):
+    _, source = business
+    with pytest.raises(ExperimentError, match="no assignments for experiment 'nope'; known experiments"):
+        summarize_experiment(source, "nope")
+    with pytest.raises(ExperimentError, match="window is longer than the data"):
+        summarize_experiment(source, "checkout_copy", window_days=2000)
