@@ -11,7 +11,9 @@ warehouse can be fed in directly.
   Var(R) ≈ (σ²_x/μ²_y − 2 μ_x σ_xy/μ³_y + μ²_x σ²_y/μ⁴_y) / n.
 - Sample ratio mismatch: χ² goodness of fit of the arm sizes against the planned weights (flag p < 0.001).
 - Holm or Benjamini–Hochberg adjusted p-values across metrics × arms.
-- Minimum detectable effect at 80% power: (z_{1−α/2} + z_{0.8}) · SE.
+- Minimum detectable effect at 80% power: (z_{1−α/2} + z_{0.8}) · SE; sample size for a target effect.
+- Bayesian readout: chance to beat control and expected loss under a Gaussian prior on the relative lift.
+- Guardrails: one-sided non-inferiority tests against a relative margin.
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ class Effect:
     se: float
     df: float
     mde: float  # smallest absolute effect detectable with 80% power at this sample size
+    relative_se: float = float("nan")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -164,7 +167,7 @@ def welch(control: ArmStats, treatment: ArmStats, alpha: float = 0.05, metric: s
         rel, rel_ci = np.nan, (np.nan, np.nan)
     mde = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)) * se
     return Effect(metric, variant, mc, mt, diff, diff - t * se, diff + t * se, rel, *rel_ci, float(p),
-                  float(se), float(df), float(mde))
+                  float(se), float(df), float(mde), float(rel_se) if mc != 0 else float("nan"))
 
 
 def ratio_effect(control: dict, treatment: dict, alpha: float = 0.05, metric: str = "revenue_per_order",
@@ -197,7 +200,7 @@ def ratio_effect(control: dict, treatment: dict, alpha: float = 0.05, metric: st
     rel_se = np.sqrt(vt / rc**2 + rt**2 * vc / rc**4)
     mde = (z + stats.norm.ppf(0.8)) * se
     return Effect(metric, variant, rc, rt, diff, diff - z * se, diff + z * se, rel, rel - z * rel_se,
-                  rel + z * rel_se, float(p), float(se), float("inf"), float(mde))
+                  rel + z * rel_se, float(p), float(se), float("inf"), float(mde), float(rel_se))
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,41 @@ def adjust_p_values(p_values: list[float], method: str = "holm") -> list[float]:
     if methods[method] is None or not p_values:
         return list(p_values)
     return multipletests(p_values, method=methods[method])[1].tolist()
+
+
+def bayesian_lift(relative: float, relative_se: float, prior_sd: float = 0.3) -> tuple[float, float]:
+    """Chance to beat control and expected loss of shipping, for the relative lift under a Gaussian prior.
+
+    Prior δ ~ N(0, prior_sd²), likelihood N(δ̂, se²) → posterior N(m, s²) with s² = 1/(1/prior_sd² + 1/se²),
+    m = s²·δ̂/se². Chance to beat control = Φ(m/s); expected loss = E[max(0, −δ)] = s·φ(m/s) − m·Φ(−m/s).
+    """
+    if not np.isfinite(relative) or not relative_se > 0:
+        return float("nan"), float("nan")
+    var = 1.0 / (1.0 / prior_sd**2 + 1.0 / relative_se**2)
+    mean, sd = var * relative / relative_se**2, np.sqrt(var)
+    chance = stats.norm.cdf(mean / sd)
+    loss = sd * stats.norm.pdf(mean / sd) - mean * stats.norm.cdf(-mean / sd)
+    return float(chance), float(loss)
+
+
+def non_inferiority_p_value(effect: Effect, margin: float) -> float:
+    """One-sided p-value of H0: treatment is worse than control by at least ``margin`` (relative to the
+    control mean), i.e. H0: Δ ≤ −margin·μ_c against H1: Δ > −margin·μ_c (Welch t, or z for ratios)."""
+    shift = margin * abs(effect.control_mean)
+    statistic = (effect.effect + shift) / effect.se
+    if np.isfinite(effect.df):
+        return float(stats.t.sf(statistic, effect.df))
+    return float(stats.norm.sf(statistic))
+
+
+def sample_size_per_arm(var_control: float, var_treatment: float, effect: float, alpha: float = 0.05,
+                        power: float = 0.8) -> int:
+    """Customers per arm to detect an absolute ``effect`` with a two-sided test:
+    n = (z_{1−α/2} + z_power)² · (σ²_c + σ²_t) / effect²."""
+    if effect == 0:
+        raise ValueError("the target effect must not be zero")
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return int(np.ceil(z**2 * (var_control + var_treatment) / effect**2))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,9 +309,16 @@ def _ratio_arm(row) -> dict:
 
 def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], experiment_id: str = "",
             window_days: int = 30, alpha: float = 0.05, correction: str = "holm",
-            primary: str | None = None) -> Readout:
-    """Effects of every treatment arm against the control on each metric, adjusted p-values, SRM check
-    and verdict. ``arms`` is :func:`summarize_experiment`'s frame; ``weights`` :func:`planned_weights`'."""
+            primary: str | None = None, guardrails: dict[str, float] | None = None,
+            prior_sd: float = 0.3) -> Readout:
+    """Effects of every treatment arm against the control on each metric, adjusted p-values, Bayesian
+    chance to beat control, guardrail (non-inferiority) tests, SRM check and verdict.
+
+    ``arms`` is :func:`summarize_experiment`'s frame; ``weights`` :func:`planned_weights`'; ``guardrails``
+    maps a metric to its relative non-inferiority margin (0.05 = may not get more than 5% worse).
+    """
+    guardrails = guardrails or {}
+    metrics = list(dict.fromkeys(list(metrics) + list(guardrails)))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ExperimentError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
@@ -297,7 +342,11 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
                 e = ratio_effect(_ratio_arm(c), _ratio_arm(t), alpha, m, variant)
             else:
                 e = welch(_arm(c, m), _arm(t, m), alpha, m, variant)
-            rows.append(e.to_dict())
+            row = e.to_dict()
+            row["chance_to_beat_control"], row["expected_loss"] = bayesian_lift(e.relative, e.relative_se, prior_sd)
+            row["guardrail_margin"] = guardrails.get(m, np.nan)
+            row["guardrail_p_value"] = non_inferiority_p_value(e, guardrails[m]) if m in guardrails else np.nan
+            rows.append(row)
     effects = pd.DataFrame(rows)
     effects["p_value_adjusted"] = adjust_p_values(effects.p_value.tolist(), correction)
     srm = sample_ratio_check(dict(zip(arms.variant, arms.assigned)), dict(zip(weights.variant, weights.weight)))
@@ -317,6 +366,12 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
     if len(losses):
         return "do not ship", tuple(f"{r.variant} lowers {primary} by {abs(r.effect):.3g} (adjusted p = "
                                     f"{r.p_value_adjusted:.2g})." for r in losses.itertuples())
+    guards = effects[effects.guardrail_p_value.notna()]
+    failed = guards[guards.guardrail_p_value >= alpha]
+    if len(wins) and len(failed):
+        return "keep running", tuple(
+            f"{r.variant} improves {primary}, but it cannot yet be ruled out that {r.metric} gets more than "
+            f"{r.guardrail_margin:.0%} worse (guardrail p = {r.guardrail_p_value:.2g})." for r in failed.itertuples())
     if len(wins):
         return "ship", tuple(f"{r.variant} raises {primary} by {r.effect:.3g} ({r.relative:+.1%}; adjusted p = "
                              f"{r.p_value_adjusted:.2g})." for r in wins.itertuples())
@@ -326,11 +381,13 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
 
 
 def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,
-                    alpha: float = 0.05, correction: str = "holm") -> Readout:
+                    alpha: float = 0.05, correction: str = "holm", guardrails: dict[str, float] | None = None,
+                    prior_sd: float = 0.3) -> Readout:
     """Summarize in the engine and analyze: the one call a notebook makes."""
     arms = summarize_experiment(source, experiment_id, window_days)
     weights = planned_weights(source, experiment_id)
-    return analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction)
+    return analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,
+                   guardrails=guardrails, prior_sd=prior_sd)
 
 
 METRIC_LABELS = {

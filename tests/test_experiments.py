@@ -13,9 +13,12 @@ from pco_lib.experiments import (
     ExperimentError,
     adjust_p_values,
     analyze,
+    bayesian_lift,
+    non_inferiority_p_value,
     ratio_effect,
     read_experiment,
     sample_ratio_check,
+    sample_size_per_arm,
     summarize_experiment,
     welch,
 )
@@ -210,3 +213,48 @@ def test_engine_errors(business):
         summarize_experiment(source, "nope")
     with pytest.raises(ExperimentError, match="window is longer than the data"):
         summarize_experiment(source, "checkout_copy", window_days=2000)
+
+
+def test_bayesian_lift_matches_numerical_integration():
+    from scipy import integrate
+
+    rel, se, prior = 0.04, 0.025, 0.3
+    chance, loss = bayesian_lift(rel, se, prior)
+
+    def posterior(d):  # unnormalized: prior N(0, prior²) × likelihood N(rel | d, se²)
+        return stats.norm.pdf(d, 0, prior) * stats.norm.pdf(rel, d, se)
+
+    z = integrate.quad(posterior, -2, 2, points=[rel])[0]
+    assert chance == pytest.approx(integrate.quad(posterior, 0, 2, points=[rel])[0] / z, abs=1e-7)
+    assert loss == pytest.approx(integrate.quad(lambda d: -d * posterior(d), -2, 0)[0] / z, abs=1e-8)
+    # a flat prior gives chance = 1 - one-sided p-value
+    assert bayesian_lift(rel, se, 1e6)[0] == pytest.approx(stats.norm.cdf(rel / se), rel=1e-9)
+
+
+def test_non_inferiority_matches_a_one_sided_scipy_test():
+    rng = np.random.default_rng(11)
+    c, t = rng.normal(100, 20, 600), rng.normal(98, 20, 650)
+    e = welch(_stats(c), _stats(t))
+    margin = 0.05  # treatment may be at most 5% of the control mean worse
+    shifted = t + margin * c.mean()
+    ref = stats.ttest_ind(shifted, c, equal_var=False, alternative="greater")
+    assert non_inferiority_p_value(e, margin) == pytest.approx(ref.pvalue, rel=1e-8)
+
+
+def test_sample_size_matches_statsmodels_power():
+    from statsmodels.stats.power import NormalIndPower
+
+    n = sample_size_per_arm(400.0, 400.0, effect=2.0)
+    expected = NormalIndPower().solve_power(effect_size=2.0 / 20.0, alpha=0.05, power=0.8, ratio=1.0)
+    assert n == int(np.ceil(expected))
+
+
+def test_a_failing_guardrail_holds_back_a_win():
+    arms = _arms(5000, 5000, 0.40, 0.44)
+    arms.loc[1, "revenue_sum"] = 9.0 * 5000  # revenue per customer 10 -> 9, sd ~7: clearly worse than -5%
+    arms.loc[1, "revenue_sumsq"] = (49 + 81) * 5000.0
+    r = analyze(arms, WEIGHTS, ["repeat"], guardrails={"revenue": 0.05})
+    assert r.verdict == "keep running" and "revenue" in r.reasons[0]
+    fine = analyze(_arms(5000, 5000, 0.40, 0.44), WEIGHTS, ["repeat"], guardrails={"revenue": 0.05})
+    assert fine.verdict == "ship"
+    assert fine.effects.set_index("metric").loc["revenue", "guardrail_p_value"] < 0.05

@@ -16,7 +16,7 @@ NON_DEFAULT = {
                          "change_date": "2025-10-01", "change_name": "new onboarding", "retention_days": 30,
                          "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
     "ab_test": {"experiment_id": "checkout_copy", "metrics": ["revenue", "repeat"], "window_days": 14,
-                "alpha": 0.1, "correction": "bh"},
+                "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1},
 }
 EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
@@ -61,8 +61,9 @@ def test_ab_test_results_have_every_metric_and_arm(tiny_sample, tmp_path):
     result = run_report("ab_test", data_dir=tiny_sample, out_dir=tmp_path, params=NON_DEFAULT["ab_test"])
     assert result.ok, result.error
     metrics = result.results["metrics"]
-    assert set(metrics) == {"revenue", "repeat"}
+    assert set(metrics) == {"revenue", "repeat", "orders"}  # orders is a guardrail
     for metric in metrics.values():
-        assert set(metric["treatment"]) == {"effect", "ci_low", "ci_high", "p_value", "p_value_adjusted"}
+        assert set(metric["treatment"]) == {"effect", "ci_low", "ci_high", "p_value", "p_value_adjusted",
+                                            "chance_to_beat_control"}
         assert metric["treatment"]["ci_low"] <= metric["treatment"]["effect"] <= metric["treatment"]["ci_high"]
     assert result.results["verdict"] in {"ship", "do not ship", "keep running", "do not trust"}

@@ -58,3 +58,17 @@ def test_readme_documents_every_report_and_parameter():
         for p in notebook_parameters(path):
             assert f"`{p.name}: {p.type} = {p.default!r}`".replace("'", '"') in readme, (
                 f"README does not document {name}'s parameter {p.name} as `{p.name}: {p.type} = ...`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_the_same_parameters_as_pco(path):
+    """`papermill --help-notebook` documents the same parameters, with the same types and help."""
+    import papermill
+
+    from pco_lib.params import notebook_parameters
+
+    ours = {p.name: p for p in notebook_parameters(path)}
+    theirs = papermill.inspect_notebook(str(path))
+    assert set(theirs) == set(ours)
+    for name, info in theirs.items():
+        assert info["help"] == ours[name].help
