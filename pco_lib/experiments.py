@@ -14,6 +14,7 @@ warehouse can be fed in directly.
 - Minimum detectable effect at 80% power: (z_{1−α/2} + z_{0.8}) · SE; sample size for a target effect.
 - Bayesian readout: chance to beat control and expected loss under a Gaussian prior on the relative lift.
 - Guardrails: one-sided non-inferiority tests against a relative margin.
+- Always-valid confidence sequences (gbstats' asymptotic sequences) for experiments read while running.
 """
 
 from __future__ import annotations
@@ -262,6 +263,18 @@ def non_inferiority_p_value(effect: Effect, margin: float) -> float:
     return float(stats.norm.sf(statistic))
 
 
+def sequential_interval(effect, se, n, alpha: float = 0.05, tuning: float = 5000.0):
+    """Always-valid (asymptotic) confidence sequence for an effect, as in gbstats (Waudby-Smith et al. 2023,
+    "Time-uniform central limit theory"): with per-customer variance s² = se²·n and
+    ρ² = (−2 log α + log(−2 log α + 1)) / tuning, the half-width is
+    s · √( 2(nρ² + 1)/(n²ρ²) · log(√(nρ² + 1)/α) ). It may be read after every new customer.
+    Works on numbers or arrays (one value per look); returns (low, high)."""
+    rho2 = (-2 * np.log(alpha) + np.log(-2 * np.log(alpha) + 1)) / tuning
+    s = se * np.sqrt(n)
+    half = s * np.sqrt(2 * (n * rho2 + 1) / (n**2 * rho2) * np.log(np.sqrt(n * rho2 + 1) / alpha))
+    return effect - half, effect + half
+
+
 def sample_size_per_arm(var_control: float, var_treatment: float, effect: float, alpha: float = 0.05,
                         power: float = 0.8) -> int:
     """Customers per arm to detect an absolute ``effect`` with a two-sided test:
@@ -310,12 +323,14 @@ def _ratio_arm(row) -> dict:
 def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], experiment_id: str = "",
             window_days: int = 30, alpha: float = 0.05, correction: str = "holm",
             primary: str | None = None, guardrails: dict[str, float] | None = None,
-            prior_sd: float = 0.3) -> Readout:
+            prior_sd: float = 0.3, sequential: bool = False) -> Readout:
     """Effects of every treatment arm against the control on each metric, adjusted p-values, Bayesian
     chance to beat control, guardrail (non-inferiority) tests, SRM check and verdict.
 
     ``arms`` is :func:`summarize_experiment`'s frame; ``weights`` :func:`planned_weights`'; ``guardrails``
     maps a metric to its relative non-inferiority margin (0.05 = may not get more than 5% worse).
+    ``sequential``: the experiment is read while running, so significance comes from the always-valid
+    intervals (``seq_ci_low``/``seq_ci_high``) instead of the fixed-sample p-values.
     """
     guardrails = guardrails or {}
     metrics = list(dict.fromkeys(list(metrics) + list(guardrails)))
@@ -344,25 +359,31 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
                 e = welch(_arm(c, m), _arm(t, m), alpha, m, variant)
             row = e.to_dict()
             row["chance_to_beat_control"], row["expected_loss"] = bayesian_lift(e.relative, e.relative_se, prior_sd)
+            row["seq_ci_low"], row["seq_ci_high"] = map(float, sequential_interval(
+                e.effect, e.se, int(c["n"] + t["n"]), alpha))
             row["guardrail_margin"] = guardrails.get(m, np.nan)
             row["guardrail_p_value"] = non_inferiority_p_value(e, guardrails[m]) if m in guardrails else np.nan
             rows.append(row)
     effects = pd.DataFrame(rows)
     effects["p_value_adjusted"] = adjust_p_values(effects.p_value.tolist(), correction)
     srm = sample_ratio_check(dict(zip(arms.variant, arms.assigned)), dict(zip(weights.variant, weights.weight)))
-    verdict, reasons = _verdict(effects, srm, alpha, primary or metrics[0])
+    verdict, reasons = _verdict(effects, srm, alpha, primary or metrics[0], sequential)
     return Readout(experiment_id, window_days, alpha, correction, control,
                    arms[["variant", "assigned", "n"]].copy(), effects, srm, verdict, reasons)
 
 
-def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str) -> tuple[str, tuple[str, ...]]:
+def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str,
+             sequential: bool = False) -> tuple[str, tuple[str, ...]]:
     """ship / do not ship / keep running / do not trust, with one sentence per reason."""
     if srm.mismatch:
         return "do not trust", (f"The arm sizes do not match the planned split (SRM p = {srm.p_value:.2g}): "
                                 "assignment or logging is broken, so the effects below are not reliable.",)
     main = effects[effects.metric == primary]
-    wins = main[(main.p_value_adjusted < alpha) & (main.effect > 0)]
-    losses = main[(main.p_value_adjusted < alpha) & (main.effect < 0)]
+    if sequential:
+        wins, losses = main[main.seq_ci_low > 0], main[main.seq_ci_high < 0]
+    else:
+        wins = main[(main.p_value_adjusted < alpha) & (main.effect > 0)]
+        losses = main[(main.p_value_adjusted < alpha) & (main.effect < 0)]
     if len(losses):
         return "do not ship", tuple(f"{r.variant} lowers {primary} by {abs(r.effect):.3g} (adjusted p = "
                                     f"{r.p_value_adjusted:.2g})." for r in losses.itertuples())
@@ -382,12 +403,12 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
 
 def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,
                     alpha: float = 0.05, correction: str = "holm", guardrails: dict[str, float] | None = None,
-                    prior_sd: float = 0.3) -> Readout:
+                    prior_sd: float = 0.3, sequential: bool = False) -> Readout:
     """Summarize in the engine and analyze: the one call a notebook makes."""
     arms = summarize_experiment(source, experiment_id, window_days)
     weights = planned_weights(source, experiment_id)
     return analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,
-                   guardrails=guardrails, prior_sd=prior_sd)
+                   guardrails=guardrails, prior_sd=prior_sd, sequential=sequential)
 
 
 METRIC_LABELS = {

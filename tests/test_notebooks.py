@@ -16,7 +16,8 @@ NON_DEFAULT = {
                          "change_date": "2025-10-01", "change_name": "new onboarding", "retention_days": 30,
                          "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
     "ab_test": {"experiment_id": "checkout_copy", "metrics": ["revenue", "repeat"], "window_days": 14,
-                "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1},
+                "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1,
+                "sequential": True},
 }
 EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
