@@ -15,6 +15,7 @@ warehouse can be fed in directly.
 - Bayesian readout: chance to beat control and expected loss under a Gaussian prior on the relative lift.
 - Guardrails: one-sided non-inferiority tests against a relative margin.
 - Always-valid confidence sequences (gbstats' asymptotic sequences) for experiments read while running.
+- Segment breakdowns by any customer column, each with its own sample ratio check.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class ExperimentError(ValueError):
 # --------------------------------------------------------------------------------------------------
 
 
-def summarize_experiment(source: DataSource, experiment_id: str, window_days: int = 30) -> pd.DataFrame:
-    """Per-arm sufficient statistics of every metric, for customers whose window has fully elapsed.
+def summarize_experiment(source: DataSource, experiment_id: str, window_days: int = 30,
+                         segment: str | None = None) -> pd.DataFrame:
+    """Per-arm (and per-segment, with ``segment`` a customer column) sufficient statistics of every
+    metric, for customers whose window has fully elapsed.
 
     Columns: variant, assigned (all assigned customers), n (customers counted), and for each metric m
     ``m_sum``, ``m_sumsq``; for revenue_per_order also ``orders_sum``, ``orders_sumsq`` and
@@ -66,11 +69,21 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     if first + window > until:
         raise ExperimentError(f"a {window_days}-day window is longer than the data: the first assignment "
                               f"({first:%Y-%m-%d}) plus {window_days} days is after the last order ({until:%Y-%m-%d})")
-    sizes = a.group_by("variant").aggregate(assigned=a.count())
+    keys = ["variant"]
+    if segment:
+        customers = source.table("customers")
+        if segment not in customers.columns:
+            raise DataError(f"customers has no column {segment!r} to break the experiment down by; its columns "
+                            f"are {', '.join(customers.columns)}")
+        seg = customers.select(customer_id=customers.customer_id,
+                               segment=customers[segment].cast("string").fill_null("(missing)"))
+        a = a.join(seg, "customer_id")
+        keys = ["segment", "variant"]
+    sizes = a.group_by(keys).aggregate(assigned=a.count())
     mature = a.filter(a.assigned_at + window <= until)
     j = mature.left_join(o, mature.customer_id == o.customer_id)
     in_window = (j.ordered_at > j.assigned_at) & (j.ordered_at <= j.assigned_at + window)
-    per = j.group_by([j.variant, j.customer_id]).aggregate(
+    per = j.group_by([*keys, j.customer_id]).aggregate(
         orders=in_window.cast("int64").sum(),
         revenue=in_window.ifelse(j.revenue, 0.0).sum(),
     )
@@ -81,9 +94,9 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
         agg[f"{m}_sum"] = per[m].sum()
         agg[f"{m}_sumsq"] = (per[m] * per[m]).sum()
     agg["revenue_orders_sum"] = (per.revenue * per.orders).sum()
-    arms = per.group_by("variant").aggregate(**agg)
-    frame = sizes.left_join(arms, "variant").select(sizes.variant, sizes.assigned, *[arms[k] for k in agg])
-    return frame.to_pandas().fillna(0).sort_values("variant").reset_index(drop=True)
+    arms = per.group_by(keys).aggregate(**agg)
+    frame = sizes.left_join(arms, keys).select(*[sizes[k] for k in keys], sizes.assigned, *[arms[k] for k in agg])
+    return frame.to_pandas().fillna(0).sort_values(keys).reset_index(drop=True)
 
 
 def planned_weights(source: DataSource, experiment_id: str) -> pd.DataFrame:
@@ -399,6 +412,35 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
     return "keep running", tuple(
         f"No detectable effect of {r.variant} on {primary} yet: with this many customers only effects larger than "
         f"±{r.mde:.3g} would be found reliably." for r in main.itertuples())
+
+
+def segment_effects(by_segment: pd.DataFrame, weights: pd.DataFrame, metric: str, alpha: float = 0.05,
+                    min_cell_size: int = 10) -> pd.DataFrame:
+    """The effect on ``metric`` within each segment (rows of :func:`summarize_experiment` with a segment),
+    with a per-segment sample ratio check. Segments where an arm has fewer than ``min_cell_size``
+    customers are shown as suppressed, without numbers."""
+    control = weights[weights.is_control].variant.iloc[0]
+    planned = dict(zip(weights.variant, weights.weight))
+    rows = []
+    for segment, part in by_segment.groupby("segment"):
+        arms = part.set_index("variant")
+        for variant in sorted(set(planned) - {control}):
+            row = {"segment": segment, "variant": variant, "suppressed": True}
+            small = any(v not in arms.index or arms.loc[v, "n"] < min_cell_size for v in (control, variant))
+            if not small:
+                if METRICS[metric] == "ratio":
+                    e = ratio_effect(_ratio_arm(arms.loc[control]), _ratio_arm(arms.loc[variant]), alpha, metric,
+                                     variant)
+                else:
+                    e = welch(_arm(arms.loc[control], metric), _arm(arms.loc[variant], metric), alpha, metric,
+                              variant)
+                srm = sample_ratio_check(dict(zip(part.variant, part.assigned)), planned)
+                row |= {"suppressed": False, "n": int(arms.loc[[control, variant], "n"].sum()),
+                        "control_mean": e.control_mean, "treatment_mean": e.treatment_mean, "effect": e.effect,
+                        "ci_low": e.ci_low, "ci_high": e.ci_high, "p_value": e.p_value,
+                        "srm_p_value": srm.p_value}
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,

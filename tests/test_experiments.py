@@ -19,6 +19,7 @@ from pco_lib.experiments import (
     read_experiment,
     sample_ratio_check,
     sample_size_per_arm,
+    segment_effects,
     sequential_interval,
     summarize_experiment,
     welch,
@@ -288,3 +289,25 @@ def test_sequential_interval_is_wider_than_the_fixed_one_and_narrows_with_n():
     assert high > 1.96 * 0.01
     low2, high2 = sequential_interval(0.0, 0.01 / np.sqrt(4), 80_000)
     assert high2 < high
+
+
+def test_segments_add_up_and_small_segments_are_suppressed(business):
+    _, source = business
+    overall = summarize_experiment(source, "onboarding_email", 30).set_index("variant")
+    by_device = summarize_experiment(source, "onboarding_email", 30, segment="device")
+    summed = by_device.groupby("variant")[["assigned", "n", "repeat_sum", "revenue_sumsq"]].sum()
+    pd.testing.assert_frame_equal(summed, overall[["assigned", "n", "repeat_sum", "revenue_sumsq"]],
+                                  check_dtype=False)
+    weights = pd.DataFrame({"variant": ["control", "treatment"], "weight": [0.5, 0.5],
+                            "is_control": [True, False]})
+    effects = segment_effects(by_device, weights, "repeat", min_cell_size=10).set_index("segment")
+    mobile = by_device[by_device.segment == "mobile"].set_index("variant")
+    direct = welch(ArmStats(int(mobile.loc["control", "n"]), mobile.loc["control", "repeat_sum"],
+                            mobile.loc["control", "repeat_sumsq"]),
+                   ArmStats(int(mobile.loc["treatment", "n"]), mobile.loc["treatment", "repeat_sum"],
+                            mobile.loc["treatment", "repeat_sumsq"]))
+    assert effects.loc["mobile", "effect"] == pytest.approx(direct.effect)
+    tiny = segment_effects(by_device, weights, "repeat", min_cell_size=10**6)
+    assert tiny.suppressed.all() and "effect" not in tiny.columns
+    with pytest.raises(data.DataError, match="no column 'shoe_size'"):
+        summarize_experiment(source, "onboarding_email", 30, segment="shoe_size")
