@@ -16,12 +16,14 @@ warehouse can be fed in directly.
 - Guardrails: one-sided non-inferiority tests against a relative margin.
 - Always-valid confidence sequences (gbstats' asymptotic sequences) for experiments read while running.
 - Segment breakdowns by any customer column, each with its own sample ratio check.
+- Churn (subscriptions): log-rank test and Cox hazard ratio between arms, on aggregated lifetimes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ibis
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -441,6 +443,63 @@ def segment_effects(by_segment: pd.DataFrame, weights: pd.DataFrame, metric: str
                         "srm_p_value": srm.p_value}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summarize_churn(source: DataSource, experiment_id: str) -> pd.DataFrame:
+    """Subscription lifetimes of the experiment's customers, aggregated in the engine to counts of
+    distinct (variant, days, churned): days from the start of the subscription to its end, or to the end of
+    the data for subscriptions still running (censored). Only subscriptions started at or after assignment.
+    """
+    if not source.has("subscriptions"):
+        raise DataError("a churn readout needs the subscriptions table")
+    a = source.table("assignments")
+    a = a.filter(a.experiment_id == experiment_id)
+    s = source.table("subscriptions")
+    until = pd.Timestamp(s.select(t=ibis.greatest(s.started_at.max(), s.ended_at.max())).t.max().to_pandas())
+    j = a.join(s, "customer_id").filter(lambda t: t.started_at >= t.assigned_at)
+    end = j.ended_at.fill_null(ibis.literal(until))
+    days = ((end.epoch_seconds() - j.started_at.epoch_seconds()) / 86_400).floor().cast("int64") + 1
+    rows = j.select(variant=j.variant, days=days, churned=j.ended_at.notnull().cast("int64"))
+    return (rows.group_by(["variant", "days", "churned"]).aggregate(n=rows.count())
+            .order_by(["variant", "days", "churned"]).to_pandas())
+
+
+@dataclass(frozen=True)
+class ChurnEffect:
+    """Log-rank test and Cox hazard ratio of one treatment arm against control."""
+
+    variant: str
+    customers: int
+    churned: int
+    hazard_ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float  # Cox (Wald) p-value of the hazard ratio
+    logrank_p_value: float
+
+
+def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> list[ChurnEffect]:
+    """Log-rank test and Cox proportional-hazards ratio per treatment arm, fitted on the aggregated
+    (days, churned) counts as frequency weights (lifelines)."""
+    from lifelines import CoxPHFitter
+    from lifelines.statistics import logrank_test
+
+    out = []
+    c = counts[counts.variant == control]
+    if c.empty:
+        raise ExperimentError(f"no subscriptions in the control arm {control!r}")
+    for variant in sorted(set(counts.variant) - {control}):
+        t = counts[counts.variant == variant]
+        if t.churned.sum() + c.churned.sum() == 0:
+            raise ExperimentError("no subscription has ended in either arm; churn cannot be compared yet")
+        lr = logrank_test(c.days, t.days, c.churned, t.churned, weights_A=c.n, weights_B=t.n)
+        frame = pd.concat([c.assign(treated=0), t.assign(treated=1)])[["days", "churned", "n", "treated"]]
+        cox = CoxPHFitter(alpha=alpha).fit(frame, "days", "churned", weights_col="n")
+        row = cox.summary.loc["treated"]
+        low, high = (row[col] for col in cox.summary.columns if col.startswith("exp(coef) ") and "%" in col)
+        out.append(ChurnEffect(variant, int(t.n.sum()), int((t.n * t.churned).sum()), float(row["exp(coef)"]),
+                               float(low), float(high), float(row["p"]), float(lr.p_value)))
+    return out
 
 
 def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,

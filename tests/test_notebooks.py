@@ -23,7 +23,7 @@ EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
                       "validation_warnings"},
     "cohort_retention": {"retention", "change"},
-    "ab_test": {"verdict", "srm_p_value", "metrics"},
+    "ab_test": {"verdict", "srm_p_value", "metrics", "churn"},
 }
 
 
