@@ -31,6 +31,7 @@ from scipy import stats
 from .data import DataError, DataSource
 
 SRM_THRESHOLD = 0.001
+ASSIGNMENT_WEEK = "assignment_week"  # segment value of summarize_experiment: the week customers were assigned
 METRICS = {
     "repeat": "proportion",  # at least one order after assignment within the window
     "revenue": "mean",  # revenue per customer after assignment within the window
@@ -50,8 +51,8 @@ class ExperimentError(ValueError):
 
 def summarize_experiment(source: DataSource, experiment_id: str, window_days: int = 30,
                          segment: str | None = None) -> pd.DataFrame:
-    """Per-arm (and per-segment, with ``segment`` a customer column) sufficient statistics of every
-    metric, for customers whose window has fully elapsed.
+    """Per-arm (and per-segment, with ``segment`` a customer column or ``"assignment_week"``) sufficient
+    statistics of every metric, for customers whose window has fully elapsed.
 
     Columns: variant, assigned (all assigned customers), n (customers counted), and for each metric m
     ``m_sum``, ``m_sumsq``; for revenue_per_order also ``orders_sum``, ``orders_sumsq`` and
@@ -72,7 +73,10 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
         raise ExperimentError(f"a {window_days}-day window is longer than the data: the first assignment "
                               f"({first:%Y-%m-%d}) plus {window_days} days is after the last order ({until:%Y-%m-%d})")
     keys = ["variant"]
-    if segment:
+    if segment == ASSIGNMENT_WEEK:
+        a = a.mutate(segment=a.assigned_at.truncate("W").cast("string"))
+        keys = ["segment", "variant"]
+    elif segment:
         customers = source.table("customers")
         if segment not in customers.columns:
             raise DataError(f"customers has no column {segment!r} to break the experiment down by; its columns "
@@ -442,6 +446,33 @@ def segment_effects(by_segment: pd.DataFrame, weights: pd.DataFrame, metric: str
                         "ci_low": e.ci_low, "ci_high": e.ci_high, "p_value": e.p_value,
                         "srm_p_value": srm.p_value}
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cumulative_effects(by_week: pd.DataFrame, control: str, metric: str, alpha: float = 0.05) -> pd.DataFrame:
+    """The effect on ``metric`` as it would have been read at the end of each assignment week: sufficient
+    statistics summed over the weeks so far (from :func:`summarize_experiment` with
+    ``segment="assignment_week"``), with the fixed-sample and the always-valid interval."""
+    sums = [c for c in by_week.columns if c.endswith("_sum") or c.endswith("_sumsq")] + ["n"]
+    running = by_week.sort_values("segment").copy()
+    running[sums] = running.groupby("variant")[sums].cumsum()
+    rows = []
+    for week, part in running.groupby("segment"):
+        arms = part.set_index("variant")
+        for variant in sorted(set(arms.index) - {control}):
+            if control not in arms.index or min(arms.loc[control, "n"], arms.loc[variant, "n"]) < 2:
+                continue
+            try:
+                e = (ratio_effect(_ratio_arm(arms.loc[control]), _ratio_arm(arms.loc[variant]), alpha, metric, variant)
+                     if METRICS[metric] == "ratio" else
+                     welch(_arm(arms.loc[control], metric), _arm(arms.loc[variant], metric), alpha, metric, variant))
+            except ExperimentError:  # e.g. no variance yet in the first week
+                continue
+            n = int(arms.loc[control, "n"] + arms.loc[variant, "n"])
+            low, high = sequential_interval(e.effect, e.se, n, alpha)
+            rows.append({"week": pd.Timestamp(week), "variant": variant, "customers": n, "effect": e.effect,
+                         "ci_low": e.ci_low, "ci_high": e.ci_high, "seq_ci_low": float(low),
+                         "seq_ci_high": float(high)})
     return pd.DataFrame(rows)
 
 

@@ -137,3 +137,26 @@ def survival_by_group(counts: pd.DataFrame, group: str = "variant", title: str =
     ax.set(title=title, xlabel="days since the subscription started", ylabel="still subscribed")
     fig.tight_layout()
     return fig
+
+
+def cumulative_effect(frame: pd.DataFrame, label: str, percent: bool = False):
+    """The cumulative effect by assignment week with the fixed-sample interval (dark band) and the
+    always-valid interval (light band)."""
+    fig, ax = plt.subplots()
+    for color, (variant, part) in zip(PALETTE, frame.groupby("variant")):
+        ax.fill_between(part.week, part.seq_ci_low, part.seq_ci_high, color=color, alpha=0.12,
+                        label="always-valid interval")
+        ax.fill_between(part.week, part.ci_low, part.ci_high, color=color, alpha=0.25, label="95% interval")
+        ax.plot(part.week, part.effect, color=color, marker="o", markersize=3, label=f"{variant} − control")
+    ax.axhline(0, color="#333", linewidth=1)
+    settled = frame[frame.week > frame.week.min() + pd.Timedelta(days=14)]  # the first weeks' bands are huge
+    if len(settled):
+        low, high = min(settled.seq_ci_low.min(), 0), max(settled.seq_ci_high.max(), 0)
+        ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
+    if percent:
+        ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=f"Cumulative effect on {label.lower()}", xlabel="customers assigned up to", ylabel="effect")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig

@@ -15,6 +15,7 @@ from pco_lib.experiments import (
     analyze,
     bayesian_lift,
     churn_effects,
+    cumulative_effects,
     non_inferiority_p_value,
     ratio_effect,
     read_experiment,
@@ -345,3 +346,15 @@ def test_churn_recovers_the_treatment_effect_and_finds_none_in_the_aa(business):
     assert real.ci_low < multiplier < real.ci_high and real.ci_high < 1
     aa = churn_effects(summarize_churn(source, "checkout_copy"), "control")[0]
     assert aa.ci_low < 1 < aa.ci_high
+
+
+def test_the_last_cumulative_week_equals_the_full_readout(business):
+    _, source = business
+    by_week = summarize_experiment(source, "onboarding_email", 30, segment="assignment_week")
+    cumulative = cumulative_effects(by_week, "control", "repeat")
+    assert cumulative.week.is_monotonic_increasing and cumulative.customers.is_monotonic_increasing
+    full = read_experiment(source, "onboarding_email", ["repeat"], 30).effects.iloc[0]
+    last = cumulative.iloc[-1]
+    assert last.customers == read_experiment(source, "onboarding_email", ["repeat"], 30).arms.n.sum()
+    assert (last.effect, last.ci_low, last.ci_high) == pytest.approx((full.effect, full.ci_low, full.ci_high))
+    assert (cumulative.seq_ci_high - cumulative.seq_ci_low > cumulative.ci_high - cumulative.ci_low).all()
