@@ -16,6 +16,7 @@ warehouse can be fed in directly.
 - Guardrails: one-sided non-inferiority tests against a relative margin.
 - Always-valid confidence sequences (gbstats' asymptotic sequences) for experiments read while running.
 - Segment breakdowns by any customer column, each with its own sample ratio check.
+- CUPED with a pooled θ on the pre-assignment covariate (the revenue of the converting order).
 - Churn (subscriptions): log-rank test and Cox hazard ratio between arms, on aggregated lifetimes.
 """
 
@@ -56,7 +57,9 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
 
     Columns: variant, assigned (all assigned customers), n (customers counted), and for each metric m
     ``m_sum``, ``m_sumsq``; for revenue_per_order also ``orders_sum``, ``orders_sumsq`` and
-    ``revenue_orders_sum`` (Σ revenue·orders per customer, the cross-product for the covariance).
+    ``revenue_orders_sum`` (Σ revenue·orders per customer, the cross-product for the covariance); for
+    CUPED, ``pre_sum``/``pre_sumsq`` of the pre-assignment covariate (revenue of orders at or before
+    assignment, i.e. the converting order) and ``m_pre_sum`` (Σ m·pre).
     """
     a = source.table("assignments")
     a = a.filter(a.experiment_id == experiment_id)
@@ -92,13 +95,17 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     per = j.group_by([*keys, j.customer_id]).aggregate(
         orders=in_window.cast("int64").sum(),
         revenue=in_window.ifelse(j.revenue, 0.0).sum(),
+        pre=(j.ordered_at <= j.assigned_at).ifelse(j.revenue, 0.0).sum(),  # CUPED covariate
     )
-    per = per.mutate(orders=per.orders.fill_null(0).cast("float64"), revenue=per.revenue.fill_null(0.0))
+    per = per.mutate(orders=per.orders.fill_null(0).cast("float64"), revenue=per.revenue.fill_null(0.0),
+                     pre=per.pre.fill_null(0.0))
     per = per.mutate(repeat=(per.orders > 0).cast("float64"))
     agg = {"n": per.count()}
     for m in ("repeat", "revenue", "orders"):
         agg[f"{m}_sum"] = per[m].sum()
         agg[f"{m}_sumsq"] = (per[m] * per[m]).sum()
+        agg[f"{m}_pre_sum"] = (per[m] * per.pre).sum()
+    agg["pre_sum"], agg["pre_sumsq"] = per.pre.sum(), (per.pre * per.pre).sum()
     agg["revenue_orders_sum"] = (per.revenue * per.orders).sum()
     arms = per.group_by(keys).aggregate(**agg)
     frame = sizes.left_join(arms, keys).select(*[sizes[k] for k in keys], sizes.assigned, *[arms[k] for k in agg])
@@ -163,7 +170,7 @@ class Effect:
         return dict(self.__dict__)
 
 
-def welch(control: ArmStats, treatment: ArmStats, alpha: float = 0.05, metric: str = "",
+def welch(control: ArmStats | Moments, treatment: ArmStats | Moments, alpha: float = 0.05, metric: str = "",
           variant: str = "treatment") -> Effect:
     """Welch's t-test on the difference of means, and the delta-method interval of the relative lift."""
     for arm, name in ((control, "control"), (treatment, variant)):
@@ -188,6 +195,45 @@ def welch(control: ArmStats, treatment: ArmStats, alpha: float = 0.05, metric: s
     mde = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)) * se
     return Effect(metric, variant, mc, mt, diff, diff - t * se, diff + t * se, rel, *rel_ci, float(p),
                   float(se), float(df), float(mde), float(rel_se) if mc != 0 else float("nan"))
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Mean and variance of one arm (what :func:`welch` needs), e.g. after CUPED adjustment."""
+
+    n: int
+    mean: float
+    var: float
+
+
+def cuped(control: dict, treatment: dict) -> tuple[Moments, Moments, float]:
+    """CUPED with a pooled θ (Deng et al. 2013; as in gbstats): θ = Cov(y, x)/Var(x) over both arms,
+    adjusted mean ȳ − θ(x̄ − x̄_pooled), adjusted variance Var(y) − 2θ·Cov(y, x) + θ²·Var(x) per arm.
+
+    Each arm: dict with n, y_sum, y_sumsq, x_sum, x_sumsq, xy_sum. Returns the adjusted control and treatment
+    moments and the variance reduction achieved, 1 − Var(adjusted difference)/Var(difference).
+    """
+    n = control["n"] + treatment["n"]
+    total = {k: control[k] + treatment[k] for k in ("y_sum", "x_sum", "x_sumsq", "xy_sum")}
+    mx, my = total["x_sum"] / n, total["y_sum"] / n
+    var_x = (total["x_sumsq"] - n * mx**2) / (n - 1)
+    theta = (total["xy_sum"] - n * mx * my) / (n - 1) / var_x if var_x > 0 else 0.0
+    adjusted, before = [], 0.0
+    for arm in (control, treatment):
+        k = arm["n"]
+        ax, ay = arm["x_sum"] / k, arm["y_sum"] / k
+        vx = (arm["x_sumsq"] - k * ax**2) / (k - 1)
+        vy = (arm["y_sumsq"] - k * ay**2) / (k - 1)
+        cxy = (arm["xy_sum"] - k * ax * ay) / (k - 1)
+        adjusted.append(Moments(k, ay - theta * (ax - mx), max(vy - 2 * theta * cxy + theta**2 * vx, 0.0)))
+        before += vy / k
+    after = sum(m.var / m.n for m in adjusted)
+    return adjusted[0], adjusted[1], float(1 - after / before) if before > 0 else 0.0
+
+
+def _cuped_arm(row, metric) -> dict:
+    return {"n": int(row["n"]), "y_sum": row[f"{metric}_sum"], "y_sumsq": row[f"{metric}_sumsq"],
+            "x_sum": row["pre_sum"], "x_sumsq": row["pre_sumsq"], "xy_sum": row[f"{metric}_pre_sum"]}
 
 
 def ratio_effect(control: dict, treatment: dict, alpha: float = 0.05, metric: str = "revenue_per_order",
@@ -342,12 +388,14 @@ def _ratio_arm(row) -> dict:
 def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], experiment_id: str = "",
             window_days: int = 30, alpha: float = 0.05, correction: str = "holm",
             primary: str | None = None, guardrails: dict[str, float] | None = None,
-            prior_sd: float = 0.3, sequential: bool = False) -> Readout:
+            prior_sd: float = 0.3, sequential: bool = False, use_cuped: bool = False) -> Readout:
     """Effects of every treatment arm against the control on each metric, adjusted p-values, Bayesian
     chance to beat control, guardrail (non-inferiority) tests, SRM check and verdict.
 
     ``arms`` is :func:`summarize_experiment`'s frame; ``weights`` :func:`planned_weights`'; ``guardrails``
     maps a metric to its relative non-inferiority margin (0.05 = may not get more than 5% worse).
+    ``use_cuped``: means and proportions are adjusted with the pre-assignment covariate (CUPED); the
+    variance reduction achieved is in the ``variance_reduction`` column.
     ``sequential``: the experiment is read while running, so significance comes from the always-valid
     intervals (``seq_ci_low``/``seq_ci_high``) instead of the fixed-sample p-values.
     """
@@ -372,11 +420,16 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     for variant in sorted(planned - {control}):
         c, t = by_variant.loc[control], by_variant.loc[variant]
         for m in metrics:
+            reduction = np.nan
             if METRICS[m] == "ratio":
                 e = ratio_effect(_ratio_arm(c), _ratio_arm(t), alpha, m, variant)
+            elif use_cuped and "pre_sum" in c:
+                ac, at, reduction = cuped(_cuped_arm(c, m), _cuped_arm(t, m))
+                e = welch(ac, at, alpha, m, variant)
             else:
                 e = welch(_arm(c, m), _arm(t, m), alpha, m, variant)
             row = e.to_dict()
+            row["variance_reduction"] = reduction
             row["chance_to_beat_control"], row["expected_loss"] = bayesian_lift(e.relative, e.relative_se, prior_sd)
             row["seq_ci_low"], row["seq_ci_high"] = map(float, sequential_interval(
                 e.effect, e.se, int(c["n"] + t["n"]), alpha))
@@ -535,12 +588,12 @@ def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> li
 
 def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,
                     alpha: float = 0.05, correction: str = "holm", guardrails: dict[str, float] | None = None,
-                    prior_sd: float = 0.3, sequential: bool = False) -> Readout:
+                    prior_sd: float = 0.3, sequential: bool = False, use_cuped: bool = False) -> Readout:
     """Summarize in the engine and analyze: the one call a notebook makes."""
     arms = summarize_experiment(source, experiment_id, window_days)
     weights = planned_weights(source, experiment_id)
     return analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,
-                   guardrails=guardrails, prior_sd=prior_sd, sequential=sequential)
+                   guardrails=guardrails, prior_sd=prior_sd, sequential=sequential, use_cuped=use_cuped)
 
 
 METRIC_LABELS = {

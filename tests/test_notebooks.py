@@ -17,7 +17,7 @@ NON_DEFAULT = {
                          "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
     "ab_test": {"experiment_id": "checkout_copy", "metrics": ["revenue", "repeat"], "window_days": 14,
                 "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1,
-                "sequential": True, "segments": ["country"], "min_cell_size": 5},
+                "sequential": True, "cuped": False, "segments": ["country"], "min_cell_size": 5},
 }
 EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
