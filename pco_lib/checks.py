@@ -195,16 +195,13 @@ class _Checker:
             per = e.group_by("experiment_id").aggregate(controls=e.is_control.cast("int64").sum())
             self.rule("experiments", "is_control", "each experiment needs exactly one control variant",
                       per.filter(per.controls.fill_null(0) != 1), ["experiment_id", "controls"])
-        if self.has("surveys", "nps"):
-            raw = self.source.raw_table("surveys")
-            value = raw.nps.cast("float64") if raw.nps.type().is_numeric() else raw.nps.try_cast("float64")
-            bad = raw.mutate(v=value).filter(lambda r: r.v.notnull() & ((r.v < 0) | (r.v > 10) | (r.v != r.v.floor())))
-            self.rule("surveys", "nps", "NPS must be a whole number from 0 to 10", bad, ["nps"])
-        if self.has("surveys", "csat"):
-            raw = self.source.raw_table("surveys")
-            value = raw.csat.cast("float64") if raw.csat.type().is_numeric() else raw.csat.try_cast("float64")
-            bad = raw.mutate(v=value).filter(lambda r: r.v.notnull() & ((r.v < 1) | (r.v > 5) | (r.v != r.v.floor())))
-            self.rule("surveys", "csat", "CSAT must be a whole number from 1 to 5", bad, ["csat"])
+        for column, low, high, name in (("nps", 0, 10, "NPS"), ("csat", 1, 5, "CSAT")):
+            if self.has("surveys", column):
+                raw = self.source.raw_table("surveys")
+                stored = raw[column]
+                v = stored.cast("float64") if stored.type().is_numeric() else stored.try_cast("float64")
+                bad = raw.filter(v.notnull() & ((v < low) | (v > high) | (v != v.floor())))
+                self.rule("surveys", column, f"{name} must be a whole number from {low} to {high}", bad, [column])
 
     def times(self) -> None:
         now = ibis.literal(self.now.replace(tzinfo=None))

@@ -242,12 +242,13 @@ def _complete_cells(period, until, sizes, counts, horizon, segment) -> CohortSum
 
 def summarize_change_window(customers, activity, change_date, days: int = 90, window_days: int = 120,
                             as_of=None) -> pd.DataFrame:
-    """One row per customer converting within ``window_days`` either side of ``change_date`` whose first
-    ``days`` days have elapsed: converted_at, after (bool), retained (a repeat activity within ``days``
-    days after conversion; for subscriptions, a subscription live on day ``days``) and revenue (within
-    ``days`` days, the first order included).
+    """Weekly conversion cohorts around ``change_date``, aggregated in the engine: customers converting
+    within ``window_days`` either side whose first ``days`` days have elapsed.
 
-    Per-customer rows are needed for the cohort regression; they stay inside the analysis (never shown).
+    Columns: week (conversion week relative to the change; week ≥ 0 is after it), customers, retained (a
+    repeat activity within ``days`` days after conversion; for subscriptions, a subscription live on day
+    ``days``), revenue and revenue_sumsq (Σ and Σ² of each customer's revenue in those days, the first
+    order included) — the sufficient statistics of both comparisons and of the cohort regression.
     """
     customers, activity = _as_tables(customers, activity)
     until = _naive(as_of) if as_of is not None else _observed_until(customers, activity)
@@ -265,11 +266,21 @@ def summarize_change_window(customers, activity, change_date, days: int = 90, wi
         a = a.filter((a.at >= a.converted_at) & (a.at <= a.converted_at + horizon))
         per = a.group_by("customer_id").aggregate(
             repeats=(a.at > a.converted_at).cast("int64").sum(), revenue=a.revenue.sum())
-    rows = c.left_join(per, "customer_id").select(
-        "converted_at", retained=(per.repeats.fill_null(0) > 0), revenue=per.revenue.fill_null(0.0))
-    frame = rows.to_pandas()
-    frame["after"] = frame.converted_at >= change
-    return frame.sort_values("converted_at").reset_index(drop=True)
+    rows = c.left_join(per, "customer_id")
+    week = ((rows.converted_at.epoch_seconds() - ibis.literal(change).epoch_seconds()) // (7 * DAY_SECONDS))
+    rows = rows.select(week=week.cast("int64"), retained=(rows.repeats.fill_null(0) > 0).cast("int64"),
+                       revenue=rows.revenue.fill_null(0.0))
+    weekly = rows.group_by("week").aggregate(customers=rows.count(), retained=rows.retained.sum(),
+                                             revenue=rows.revenue.sum(),
+                                             revenue_sumsq=(rows.revenue * rows.revenue).sum())
+    return weekly.order_by("week").to_pandas()
+
+
+def _before_after_totals(weekly: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Sums of the weekly statistics before and after the change."""
+    cols = ["customers", "retained", "revenue", "revenue_sumsq"]
+    before, after = weekly[weekly.week < 0][cols].sum(), weekly[weekly.week >= 0][cols].sum()
+    return before, after
 
 
 @dataclass(frozen=True)
@@ -306,24 +317,12 @@ def difference_in_proportions(x0: int, n0: int, x1: int, n1: int, alpha: float =
 
 def difference_in_means(n0: int, sum0: float, sumsq0: float, n1: int, sum1: float, sumsq1: float,
                         alpha: float = 0.05, metric: str = "revenue_per_customer") -> Difference:
-    """Welch's t-test from sufficient statistics (count, sum, sum of squares).
+    """Welch's t-test from sufficient statistics (count, sum, sum of squares), as for experiments."""
+    from .experiments import ArmStats, welch
 
-    var = (Σx² − n·x̄²)/(n − 1); SE = √(v0/n0 + v1/n1); Welch–Satterthwaite degrees of freedom.
-    """
-    if min(n0, n1) < 2:
-        raise ValueError("each group needs at least two customers")
-    m0, m1 = sum0 / n0, sum1 / n1
-    v0 = max((sumsq0 - n0 * m0**2) / (n0 - 1), 0.0)
-    v1 = max((sumsq1 - n1 * m1**2) / (n1 - 1), 0.0)
-    se2 = v0 / n0 + v1 / n1
-    if se2 == 0:
-        raise ValueError(f"{metric} has zero variance in both groups; there is nothing to test")
-    df = se2**2 / ((v0 / n0) ** 2 / (n0 - 1) + (v1 / n1) ** 2 / (n1 - 1))
-    se = np.sqrt(se2)
-    diff = m1 - m0
-    t = stats.t.ppf(1 - alpha / 2, df)
-    p = 2 * stats.t.sf(abs(diff / se), df)
-    return Difference(metric, m0, m1, n0, n1, diff, diff - t * se, diff + t * se, float(p), "Welch t-test")
+    e = welch(ArmStats(n0, sum0, sumsq0), ArmStats(n1, sum1, sumsq1), alpha, metric)
+    return Difference(metric, e.control_mean, e.treatment_mean, n0, n1, e.effect, e.ci_low, e.ci_high, e.p_value,
+                      "Welch t-test")
 
 
 @dataclass(frozen=True)
@@ -345,14 +344,12 @@ class InterruptedTimeSeries:
     fitted: pd.DataFrame = field(repr=False)
 
 
-def interrupted_time_series(rows: pd.DataFrame, change_date, alpha: float = 0.05) -> InterruptedTimeSeries:
-    """Fit the segmented regression on weekly conversion cohorts of :func:`summarize_change_window` rows."""
+def interrupted_time_series(weekly: pd.DataFrame, change_date, alpha: float = 0.05) -> InterruptedTimeSeries:
+    """Fit the segmented regression on the weekly cohorts of :func:`summarize_change_window`."""
     import statsmodels.api as sm
 
     change = _naive(change_date)
-    week = ((rows.converted_at - change) // pd.Timedelta(days=7)).astype("int64")
-    cohorts = (rows.assign(week=week).groupby("week")
-               .agg(customers=("retained", "size"), retention=("retained", "mean")).reset_index())
+    cohorts = weekly[["week", "customers"]].assign(retention=weekly.retained / weekly.customers)
     cohorts["after"] = (cohorts.week >= 0).astype(float)
     cohorts["week_after"] = cohorts.week * cohorts.after
     n_before, n_after = int((cohorts.after == 0).sum()), int((cohorts.after == 1).sum())
@@ -400,22 +397,22 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
     customers, activity = _as_tables(customers, activity)
     until = _naive(as_of) if as_of is not None else _observed_until(customers, activity)
     change = _naive(change_date)
-    rows = summarize_change_window(customers, activity, change, days, window_days, as_of=until)
-    before, after = rows[~rows.after], rows[rows.after]
-    if len(before) < 2 or len(after) < 2:
+    weekly = summarize_change_window(customers, activity, change, days, window_days, as_of=until)
+    before, after = _before_after_totals(weekly)
+    if before.customers < 2 or after.customers < 2:
         raise ValueError(
-            f"too few customers to compare around {change:%Y-%m-%d}: {len(before)} before and {len(after)} after "
-            f"with {days} days elapsed (data until {until:%Y-%m-%d})")
-    retention = difference_in_proportions(int(before.retained.sum()), len(before), int(after.retained.sum()),
-                                          len(after), alpha, metric=f"retention at day {days}")
+            f"too few customers to compare around {change:%Y-%m-%d}: {before.customers:.0f} before and "
+            f"{after.customers:.0f} after with {days} days elapsed (data until {until:%Y-%m-%d})")
+    retention = difference_in_proportions(int(before.retained), int(before.customers), int(after.retained),
+                                          int(after.customers), alpha, metric=f"retention at day {days}")
     revenue = None  # activity without revenue (events): nothing to compare
-    if before.revenue.any() or after.revenue.any():
-        revenue = difference_in_means(len(before), before.revenue.sum(), (before.revenue**2).sum(), len(after),
-                                      after.revenue.sum(), (after.revenue**2).sum(), alpha,
+    if before.revenue or after.revenue:
+        revenue = difference_in_means(int(before.customers), before.revenue, before.revenue_sumsq,
+                                      int(after.customers), after.revenue, after.revenue_sumsq, alpha,
                                       metric=f"revenue per customer, first {days} days")
     warnings = []
     try:
-        its = interrupted_time_series(rows, change, alpha)
+        its = interrupted_time_series(weekly, change, alpha)
         if its.cohorts_after < min_cohorts_after:
             warnings.append(f"Only {its.cohorts_after} weekly cohorts after the change have had {days} days; "
                             "the jump estimate is uncertain — read it again in a few weeks.")
@@ -424,12 +421,12 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
         warnings.append(f"The cohort regression was not fitted: {exc}.")
     placebo_date = change - pd.Timedelta(days=364)
     placebo = summarize_change_window(customers, activity, placebo_date, days, window_days, as_of=until)
+    p_before, p_after = _before_after_totals(placebo)
     first = _naive(customers.converted_at.min().to_pandas())
     covered = placebo_date - pd.Timedelta(days=window_days) >= first
-    if covered and placebo.after.sum() > 1 and (~placebo.after).sum() > 1:
-        p_before, p_after = placebo[~placebo.after], placebo[placebo.after]
-        check = difference_in_proportions(int(p_before.retained.sum()), len(p_before), int(p_after.retained.sum()),
-                                          len(p_after), alpha)
+    if covered and p_before.customers > 1 and p_after.customers > 1:
+        check = difference_in_proportions(int(p_before.retained), int(p_before.customers), int(p_after.retained),
+                                          int(p_after.customers), alpha)
         if check.p_value < alpha:
             warnings.append(f"The same comparison a year earlier ({placebo_date:%Y-%m-%d}) also shows a difference "
                             f"of {check.difference:+.1%}: seasonality may explain part of the effect.")
@@ -478,3 +475,24 @@ def summary_points(summary: CohortSummary, readout: ChangeReadout | None, activi
                           f"({its.ci_low:+.1%} to {its.ci_high:+.1%}).")
         points += [f"Caveat: {w}" for w in readout.warnings]
     return points
+
+
+def headlines(summary: CohortSummary, readout: ChangeReadout | None, horizon: int) -> tuple[list[tuple], dict]:
+    """Headline cards ``(results.json key, value, label, format)`` and further results.json values:
+    ``retention.age_{1,3,6,12}`` and ``change.*`` (effect, interval, p-value, jump net of trend)."""
+    ages = [a for a in (1, 3, 6, 12) if a <= horizon]
+    cards = [(f"retention.age_{age}", value, f"Retention, {summary.period} {age}", ".1%")
+             for age, value in summary.retention_at(ages).items()]
+    hidden = {}
+    if readout is not None:
+        r, days = readout.retention, readout.days
+        cards += [("change.retention_effect", r.difference, f"Change in day-{days} retention", "+.1%"),
+                  ("change.p_value", r.p_value, "p-value", ".2g")]
+        hidden |= {"change.ci_low": r.ci_low, "change.ci_high": r.ci_high}
+        if readout.revenue is not None:
+            cards.append(("change.revenue_effect", readout.revenue.difference,
+                          f"Revenue per customer, first {days} days", "+,.2f"))
+        if readout.its is not None:
+            cards.append(("change.jump", readout.its.jump, "Jump net of trend", "+.1%"))
+            hidden |= {f"change.jump_{key}": getattr(readout.its, key) for key in ("ci_low", "ci_high", "p_value")}
+    return cards, hidden

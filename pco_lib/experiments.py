@@ -278,6 +278,9 @@ class SampleRatio:
     p_value: float
     mismatch: bool
 
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"observed": self.observed, "expected": self.expected})
+
 
 def sample_ratio_check(counts: dict[str, int], weights: dict[str, float],
                        threshold: float = SRM_THRESHOLD) -> SampleRatio:
@@ -376,6 +379,18 @@ class Readout:
         return int(self.arms.assigned.sum() - self.arms.n.sum())
 
 
+def metric_effect(control, treatment, metric: str, alpha: float = 0.05, variant: str = "treatment",
+                  use_cuped: bool = False) -> tuple[Effect, float]:
+    """The effect of ``treatment`` vs ``control`` (rows of :func:`summarize_experiment`) on ``metric``, by
+    the test that fits it; returns the effect and CUPED's variance reduction (NaN when not used)."""
+    if METRICS[metric] == "ratio":
+        return ratio_effect(_ratio_arm(control), _ratio_arm(treatment), alpha, metric, variant), np.nan
+    if use_cuped and "pre_sum" in control:
+        adj_c, adj_t, reduction = cuped(_cuped_arm(control, metric), _cuped_arm(treatment, metric))
+        return welch(adj_c, adj_t, alpha, metric, variant), reduction
+    return welch(_arm(control, metric), _arm(treatment, metric), alpha, metric, variant), np.nan
+
+
 def _arm(row, metric) -> ArmStats:
     return ArmStats(int(row["n"]), float(row[f"{metric}_sum"]), float(row[f"{metric}_sumsq"]))
 
@@ -420,14 +435,7 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     for variant in sorted(planned - {control}):
         c, t = by_variant.loc[control], by_variant.loc[variant]
         for m in metrics:
-            reduction = np.nan
-            if METRICS[m] == "ratio":
-                e = ratio_effect(_ratio_arm(c), _ratio_arm(t), alpha, m, variant)
-            elif use_cuped and "pre_sum" in c:
-                ac, at, reduction = cuped(_cuped_arm(c, m), _cuped_arm(t, m))
-                e = welch(ac, at, alpha, m, variant)
-            else:
-                e = welch(_arm(c, m), _arm(t, m), alpha, m, variant)
+            e, reduction = metric_effect(c, t, m, alpha, variant, use_cuped)
             row = e.to_dict()
             row["variance_reduction"] = reduction
             row["chance_to_beat_control"], row["expected_loss"] = bayesian_lift(e.relative, e.relative_se, prior_sd)
@@ -487,12 +495,7 @@ def segment_effects(by_segment: pd.DataFrame, weights: pd.DataFrame, metric: str
             row = {"segment": segment, "variant": variant, "suppressed": True}
             small = any(v not in arms.index or arms.loc[v, "n"] < min_cell_size for v in (control, variant))
             if not small:
-                if METRICS[metric] == "ratio":
-                    e = ratio_effect(_ratio_arm(arms.loc[control]), _ratio_arm(arms.loc[variant]), alpha, metric,
-                                     variant)
-                else:
-                    e = welch(_arm(arms.loc[control], metric), _arm(arms.loc[variant], metric), alpha, metric,
-                              variant)
+                e, _ = metric_effect(arms.loc[control], arms.loc[variant], metric, alpha, variant)
                 srm = sample_ratio_check(dict(zip(part.variant, part.assigned)), planned)
                 row |= {"suppressed": False, "n": int(arms.loc[[control, variant], "n"].sum()),
                         "control_mean": e.control_mean, "treatment_mean": e.treatment_mean, "effect": e.effect,
@@ -516,9 +519,7 @@ def cumulative_effects(by_week: pd.DataFrame, control: str, metric: str, alpha: 
             if control not in arms.index or min(arms.loc[control, "n"], arms.loc[variant, "n"]) < 2:
                 continue
             try:
-                e = (ratio_effect(_ratio_arm(arms.loc[control]), _ratio_arm(arms.loc[variant]), alpha, metric, variant)
-                     if METRICS[metric] == "ratio" else
-                     welch(_arm(arms.loc[control], metric), _arm(arms.loc[variant], metric), alpha, metric, variant))
+                e, _ = metric_effect(arms.loc[control], arms.loc[variant], metric, alpha, variant)
             except ExperimentError:  # e.g. no variance yet in the first week
                 continue
             n = int(arms.loc[control, "n"] + arms.loc[variant, "n"])
@@ -631,3 +632,26 @@ def summary_points(readout: Readout) -> list[str]:
         points.append(f"{readout.left_out:,} recently assigned customers are not counted yet: their "
                       f"{readout.window_days}-day window has not ended.")
     return points
+
+
+def headlines(readout: Readout, churn: list[ChurnEffect] | None = None) -> tuple[list[tuple], dict]:
+    """Headline cards ``(results.json key, value, label[, format])`` and the further results.json values:
+    ``verdict``, ``srm_p_value``, ``metrics.{metric}.{arm}.{effect, ci_low, ci_high, p_value,
+    p_value_adjusted, chance_to_beat_control}`` and ``churn.{arm}.{hazard_ratio, ci_low, ci_high, p_value,
+    logrank_p_value}``."""
+    primary = readout.effects.iloc[0]
+    cards = [
+        ("headline.verdict", readout.verdict, "Verdict"),
+        ("headline.primary_relative_lift", primary.relative,
+         f"{metric_label(primary.metric, readout.window_days)}, lift", "+.1%"),
+        ("headline.customers", int(readout.arms.n.sum()), "Customers counted"),
+        ("headline.srm_p_value", readout.srm.p_value, "Sample ratio p-value", ".2g"),
+    ]
+    hidden = {"verdict": readout.verdict, "srm_p_value": readout.srm.p_value}
+    for r in readout.effects.itertuples():
+        for key in ("effect", "ci_low", "ci_high", "p_value", "p_value_adjusted", "chance_to_beat_control"):
+            hidden[f"metrics.{r.metric}.{r.variant}.{key}"] = getattr(r, key)
+    for c in churn or []:
+        for key in ("hazard_ratio", "ci_low", "ci_high", "p_value", "logrank_p_value"):
+            hidden[f"churn.{c.variant}.{key}"] = getattr(c, key)
+    return cards, hidden

@@ -130,3 +130,18 @@ def observed_period(source: DataSource) -> tuple[pd.Timestamp, pd.Timestamp]:
     first = c.converted_at.min().to_pandas()
     last = o.ordered_at.max().to_pandas()
     return pd.Timestamp(first), pd.Timestamp(last)
+
+
+def headlines(stages: pd.DataFrame, revenue: pd.DataFrame, n_warnings: int) -> list[tuple]:
+    """The report's headline numbers as ``(results.json key, value, label[, format])``."""
+    counts = dict(zip(stages.stage, stages["count"]))
+    items = [
+        ("customers", int(counts["customers"]), "Customers"),
+        ("orders", int(revenue.orders.sum()), "Orders"),
+        ("revenue", round(float(revenue.revenue.sum()), 2), "Revenue", ",.0f"),
+        ("repeat_customer_share", counts["repeat customers"] / counts["customers"], "Repeat customers", ".1%"),
+    ]
+    if "leads" in counts:
+        items.append(("lead_conversion_rate", counts["customers"] / counts["leads"], "Leads converted", ".1%"))
+    items.append(("validation_warnings", n_warnings, "Validation warnings"))
+    return items

@@ -48,11 +48,9 @@ def funnel_bars(frame: pd.DataFrame, title: str = "From lead to repeat customer"
 
 
 def _cohort_label(ts, period: str) -> str:
-    if not isinstance(ts, (pd.Timestamp, str)) or (isinstance(ts, str) and not ts[:4].isdigit()):
+    """A cohort's start as a label for its period; other row labels (segments) as they are."""
+    if not isinstance(ts, pd.Timestamp):
         return str(ts)
-    if isinstance(ts, str):
-        return ts
-    ts = pd.Timestamp(ts)
     return {"week": f"{ts:%Y-%m-%d}", "month": f"{ts:%Y-%m}", "quarter": f"{ts.year}-Q{ts.quarter}"}[period]
 
 

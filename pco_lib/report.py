@@ -107,13 +107,16 @@ def record(key: str, value: Any, label: str | None = None, fmt: str | None = Non
     return value
 
 
-def record_headlines(items: list[tuple]) -> None:
+def record_headlines(items: list[tuple], hidden: dict[str, Any] | None = None) -> None:
     """Record several headline numbers and show them as one row of cards.
 
-    ``items``: tuples ``(key, value, label[, fmt])`` as for :func:`record`.
+    ``items``: tuples ``(key, value, label[, fmt])`` as for :func:`record`; ``hidden``: more results.json
+    values (key → value) recorded without a card.
     """
     from IPython.display import HTML, display
 
+    for key, value in (hidden or {}).items():
+        record(key, value, show=False)
     cards = []
     for key, value, label, *fmt in items:
         record(key, value, label, fmt[0] if fmt else None, show=False)
@@ -241,13 +244,17 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
 
 def _check_data(data_dir: Path) -> str:
     """Validate the data folder before any kernel starts; return its fingerprint."""
-    from .checks import check_folder
-    from .data import connect
+    from .checks import check_source
+    from .data import DataError, connect
 
-    report = check_folder(data_dir)
+    try:
+        source = connect(data_dir)
+    except DataError as exc:
+        raise ReportError(f"the data in {data_dir} cannot be read: {exc}", code=1) from None
+    report = check_source(source, location=str(data_dir))
     if not report.ok:
         raise ReportError(f"the data in {data_dir} did not pass validation:\n{report.summary()}", code=1)
-    return connect(data_dir).fingerprint()
+    return source.fingerprint()
 
 
 def run_report(

@@ -226,13 +226,11 @@ def _chunk(rng, first: int, n: int, density: np.ndarray, counters: dict) -> dict
     k = np.minimum(n_before_death, m)
     owner = np.repeat(np.arange(n), k)
     gaps = rng.exponential(1.0, size=owner.size)
-    csum = np.cumsum(gaps)
-    start = np.concatenate([[0], np.cumsum(k)[:-1]])
-    base = np.repeat(np.where(k > 0, csum[np.maximum(start - 1, 0)] * (start > 0), 0.0), k)
-    s_i = csum - base
-    s_k = np.zeros(n)
-    has = k > 0
-    s_k[has] = s_i[np.cumsum(k)[has] - 1]
+    before = np.concatenate([[0.0], np.cumsum(gaps)])  # before[i]: sum of the gaps ahead of gap i
+    ends = np.cumsum(k)
+    starts = ends - k
+    s_i = before[1:] - np.repeat(before[starts], k)  # each customer's running sum of gaps
+    s_k = before[ends] - before[starts]  # each customer's total (0 without extra orders)
     total = s_k + rng.gamma(np.maximum(m - k, 0) + 1.0, 1.0)
     t_extra = t_conv[owner] + horizon[owner] * WEEK * s_i / total[owner]
     t_extra = np.minimum(t_extra, SPAN)

@@ -108,30 +108,47 @@ def test_welch_from_sufficient_statistics_matches_scipy():
         difference_in_means(3, 3.0, 3.0, 3, 3.0, 3.0)
 
 
-def _simulated_rows(jump, trend, weeks=26, per_week=400, seed=0):
+def _simulated_weeks(jump, trend, weeks=26, per_week=400, seed=0):
+    """Weekly cohorts of 400 customers, retention 0.3 + trend·week + jump·after."""
     rng = np.random.default_rng(seed)
-    change = T("2026-01-05")
-    week = np.repeat(np.arange(-weeks, weeks), per_week)
+    week = np.arange(-weeks, weeks)
     p = 0.3 + trend * week + jump * (week >= 0)
-    return pd.DataFrame({"converted_at": change + pd.to_timedelta(week * 7 + 3, unit="D"),
-                         "retained": rng.uniform(size=p.size) < p, "after": week >= 0}), change
+    return pd.DataFrame({"week": week, "customers": per_week, "retained": rng.binomial(per_week, p)}), T("2026-01-05")
 
 
 def test_the_cohort_regression_finds_a_real_jump():
-    rows, change = _simulated_rows(jump=0.08, trend=0.001)
-    its = interrupted_time_series(rows, change)
+    weekly, change = _simulated_weeks(jump=0.08, trend=0.001)
+    its = interrupted_time_series(weekly, change)
     assert its.ci_low < 0.08 < its.ci_high and its.p_value < 0.001
     assert its.cohorts_before == its.cohorts_after == 26
 
 
 def test_a_trend_is_not_mistaken_for_a_jump():
-    rows, change = _simulated_rows(jump=0.0, trend=0.004)
-    naive = difference_in_proportions(rows[~rows.after].retained.sum(), (~rows.after).sum(),
-                                      rows[rows.after].retained.sum(), rows.after.sum())
+    weekly, change = _simulated_weeks(jump=0.0, trend=0.004)
+    before, after = weekly[weekly.week < 0], weekly[weekly.week >= 0]
+    naive = difference_in_proportions(before.retained.sum(), before.customers.sum(),
+                                      after.retained.sum(), after.customers.sum())
     assert naive.p_value < 1e-6  # a before/after comparison alone sees the trend as an effect
-    its = interrupted_time_series(rows, change)
+    its = interrupted_time_series(weekly, change)
     assert its.ci_low < 0 < its.ci_high
     assert its.trend_before == pytest.approx(0.004, abs=0.001)
+
+
+def test_weekly_change_window_matches_a_per_customer_count():
+    customers = pd.DataFrame({"customer_id": ["a", "b", "c", "d"],
+                              "converted_at": [T("2026-01-01"), T("2026-01-03"), T("2026-01-06"), T("2026-01-20")]})
+    orders = pd.DataFrame({"customer_id": ["a", "a", "b", "c", "c", "d"],
+                           "at": [T("2026-01-01"), T("2026-01-20"), T("2026-01-03"), T("2026-01-06"),
+                                  T("2026-03-01"), T("2026-01-20")],
+                           "revenue": [10.0, 5.0, 8.0, 4.0, 6.0, 7.0]})
+    weekly = cohorts.summarize_change_window(customers, orders, "2026-01-05", days=30, window_days=30,
+                                             as_of=T("2026-04-01")).set_index("week")
+    # a, b convert in the week before the change (week -1); c in week 0; d in week 2. Repeat within 30
+    # days: only a (c's second order is 54 days later). Revenue in 30 days: a 15, b 8, c 4, d 7.
+    assert weekly.customers.to_dict() == {-1: 2, 0: 1, 2: 1}
+    assert weekly.retained.to_dict() == {-1: 1, 0: 0, 2: 0}
+    assert weekly.revenue.to_dict() == {-1: 23.0, 0: 4.0, 2: 7.0}
+    assert weekly.revenue_sumsq[-1] == 15.0**2 + 8.0**2
 
 
 @pytest.fixture(scope="module")
