@@ -27,7 +27,8 @@ truth.json keys: ``seed``, ``customers``, ``observed_from``, ``observed_until``,
 ``channels`` {name: share, lead_conversion_rate, lead_delay_days, bgnbd {r, alpha, a, b}},
 ``gamma_gamma`` {p, q, gamma, mean_order_value}, ``onboarding_change`` {date, dropout_multiplier,
 true_effect_repeat_30d, true_effect_repeat_90d, note}, ``subscriptions`` {share, period_days, plans {name:
-{share, mrr, sbg_alpha, sbg_beta}}}, ``nps`` {category_shares, multipliers, response_rate}, ``experiments``
+{share, mrr, sbg_alpha, sbg_beta}}, true_lifetimes {plan: {survival {days: S}, median_days, rmst_365d}}},
+``nps`` {category_shares, multipliers, response_rate}, ``experiments``
 {id: {window, planned_weights, logging_loss, lambda_multiplier, dropout_multiplier,
 churn_probability_multiplier, true_effect_repeat_30d, ...}}, ``counts`` {table: rows}.
 
@@ -346,6 +347,35 @@ def _repeat_probability(days: float, lam_mult: float, p_mult: float, draws: int 
     return float(np.mean((1 - p) * (1 - np.exp(-lam * days / 7))))
 
 
+def _subscription_truth(horizons=(30, 90, 180, 365), rmst_days: int = 365) -> dict:
+    """Exact survival of a subscription per plan, averaged over the NPS mix (outside experiment arms).
+
+    A subscription lasts K ~ Geometric(θ') periods of 30 days with θ' = min(m·θ, 1), θ ~ Beta(α, β) and m the
+    NPS multiplier, so S(d) = P(K > ⌊d/30⌋) = E[(1 − θ')^⌊d/30⌋] (numerical integration over the Beta).
+    """
+    from scipy import integrate, stats
+
+    def survival(plan: dict, k: int) -> float:
+        beta = stats.beta(plan["sbg_alpha"], plan["sbg_beta"])
+        return sum(share * integrate.quad(lambda th, m=NPS_MULTIPLIERS[cat]: (1 - min(m * th, 1.0)) ** k
+                                          * beta.pdf(th), 0, 1, points=[min(1 / NPS_MULTIPLIERS[cat], 1.0)],
+                                          limit=200)[0]
+                   for cat, share in NPS_SHARES.items())
+
+    whole = rmst_days // PERIOD_DAYS
+    out = {}
+    for name, plan in PLANS.items():
+        periods = [survival(plan, k) for k in range(max(whole, *(d // PERIOD_DAYS for d in horizons)) + 1)]
+        median_k = next((k for k, v in enumerate(periods) if v <= 0.5), None)
+        out[name] = {
+            "survival": {str(d): periods[d // PERIOD_DAYS] for d in horizons},
+            "median_days": median_k * PERIOD_DAYS if median_k is not None else None,
+            f"rmst_{rmst_days}d": PERIOD_DAYS * sum(periods[:whole])
+            + (rmst_days - whole * PERIOD_DAYS) * periods[whole],
+        }
+    return out
+
+
 def _truth(seed: int, customers: int, counts: dict) -> dict:
     change = CHANGE_DROPOUT_MULTIPLIER
     experiments = {}
@@ -377,7 +407,11 @@ def _truth(seed: int, customers: int, counts: dict) -> dict:
             "note": "no experiment assigns customers converting 2025-07-01 to 2026-01-31, so cohorts around "
                     "the change differ only by the change",
         },
-        "subscriptions": {"share": SUBSCRIPTION_SHARE, "period_days": PERIOD_DAYS, "plans": PLANS},
+        "subscriptions": {"share": SUBSCRIPTION_SHARE, "period_days": PERIOD_DAYS, "plans": PLANS,
+                          "true_lifetimes": _subscription_truth(),
+                          "true_lifetimes_note": "per plan, for customers outside experiment treatment arms: "
+                                                 "survival at 30/90/180/365 days, median lifetime and RMST "
+                                                 "over 365 days, exact under the sBG model and the NPS mix"},
         "nps": {"category_shares": NPS_SHARES, "multipliers": NPS_MULTIPLIERS, "response_rate": NPS_RESPONSE_RATE,
                 "categories": {"promoter": "9-10", "passive": "7-8", "detractor": "0-6"}},
         "experiments": experiments,

@@ -1,0 +1,692 @@
+"""Survival-based churn: how long customers stay, which segments leave sooner, who is at risk now.
+
+Lifetimes come out of the engine already aggregated to distinct (days, churned, segment, covariates) rows
+with a count ``n``; every estimator below takes those counts as frequency weights, so a million customers
+fit as fast as a few thousand, and the answers equal those from one row per customer.
+
+Churn, by definition:
+
+- **contractual**: a subscription ends. Lifetime = (ended_at − started_at) in days, rounded to whole days
+  (at least 1); a subscription still running is censored at the end of the data.
+- **non_contractual**: no order (or activity) for ``inactivity_days``. Lifetime = days from conversion to
+  the last activity, counting the conversion day as day 1 (⌊Δ⌋ + 1). A customer whose last activity is
+  less than ``inactivity_days`` before the end of the data is censored there, not churned.
+
+Estimators:
+
+- Kaplan–Meier with exponential Greenwood bands (lifelines), median lifetime with its interval, survival
+  at fixed horizons, numbers at risk.
+- Log-rank tests: overall and pairwise between segments, with Holm or Benjamini–Hochberg adjustment.
+- Cox proportional hazards (lifelines, Efron ties, frequency weights); Harrell's concordance computed
+  with the weights; the Grambsch–Therneau score test of proportional hazards (as in R's ``cox.zph``
+  since survival 3.0: the score test for γ in β(t) = β + γ·g(t), g = 1 − KM), per covariate and global.
+- Restricted mean survival time RMST(τ) = ∫₀^τ S(t) dt with the Greenwood-type variance
+  Σ_{t_i ≤ τ} A_i² d_i / (n_i (n_i − d_i)), A_i = ∫_{t_i}^τ S(u) du (Klein & Moeschberger §4.5).
+- Risk of churning in the next N days for customers still active at age a:
+  1 − (S₀(a + N) / S₀(a))^{exp(x'β)} from the Cox model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import ibis
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .data import DataError, DataSource
+from .experiments import adjust_p_values
+
+DEFINITIONS = ("contractual", "non_contractual")
+HORIZONS = (30, 90, 180, 365)
+OTHER = "other"
+MISSING = "(missing)"
+DAY_SECONDS = 86_400
+
+
+class SurvivalError(ValueError):
+    """Lifetimes cannot be analysed (no events, bad durations, unknown column or definition)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Engine: lifetimes aggregated to distinct rows
+# --------------------------------------------------------------------------------------------------
+
+
+def _memtable(frame):
+    return ibis.memtable(frame) if isinstance(frame, pd.DataFrame) else frame
+
+
+def _check_columns(columns: list[str], available: list[str], what: str) -> None:
+    unknown = [c for c in columns if c not in available]
+    if unknown:
+        raise SurvivalError(f"unknown column {', '.join(map(repr, unknown))} for {what}; "
+                            f"available: {', '.join(available)}")
+
+
+def _label(column) -> ibis.Value:
+    return column.cast("string").fill_null(MISSING)
+
+
+def _timestamp_max(*columns) -> pd.Timestamp:
+    values = [pd.Timestamp(c.max().to_pandas()) for c in columns]
+    values = [v.tz_convert("UTC").tz_localize(None) if v.tzinfo else v for v in values if not pd.isna(v)]
+    if not values:
+        raise SurvivalError("the data has no timestamps; lifetimes cannot be measured")
+    return max(values)
+
+
+def _finish(rows: ibis.Table, columns: list[str], per_customer: bool) -> pd.DataFrame:
+    if per_customer:
+        return rows.order_by(["customer_id"]).to_pandas()
+    keys = ["days", "churned", *columns]
+    out = rows.group_by(keys).aggregate(n=rows.count()).order_by(keys).to_pandas()
+    out["n"] = out["n"].astype("int64")
+    return out
+
+
+def contractual_lifetimes(subscriptions, customers=None, columns: list[str] | tuple = (),
+                          observed_until=None, per_customer: bool = False) -> pd.DataFrame:
+    """Subscription lifetimes: columns days, churned (0/1), the chosen ``columns`` (from the subscription,
+    else the customer) and n (distinct rows with counts), or one row per subscription with customer_id.
+
+    Lifetime = (ended_at or observed_until) − started_at in whole days (rounded, at least 1). Raises when a
+    subscription ends on or before its start (lifetime ≤ 0).
+    """
+    s = _memtable(subscriptions)
+    columns = list(columns)
+    c = _memtable(customers) if customers is not None else None
+    extra = [col for col in columns if col not in s.columns]
+    if extra:
+        if c is None:
+            _check_columns(columns, list(s.columns), "subscriptions")
+        _check_columns(extra, [x for x in c.columns if x != "customer_id"], "subscriptions or customers")
+        s = s.join(c.select("customer_id", *extra), "customer_id")
+    until = pd.Timestamp(observed_until) if observed_until is not None else _timestamp_max(s.started_at,
+                                                                                           s.ended_at)
+    end = s.ended_at.fill_null(ibis.literal(until.to_pydatetime()))
+    s = s.mutate(_seconds=end.epoch_seconds() - s.started_at.epoch_seconds())
+    bad = s.filter(s.ended_at.notnull() & (s._seconds <= 0)).count().to_pandas()
+    if bad:
+        raise SurvivalError(f"{bad:,} subscription(s) end on or before their start (lifetime ≤ 0 days); "
+                            "fix ended_at or drop them (`pco data check` lists examples)")
+    s = s.filter(s._seconds > 0)  # started at the very end of the data: nothing observed yet
+    days = ibis.greatest((s._seconds / DAY_SECONDS).round().cast("int64"), 1)
+    rows = s.select(customer_id=s.customer_id, days=days,
+                    churned=s.ended_at.notnull().cast("int64"), **{col: _label(s[col]) for col in columns})
+    return _finish(rows, columns, per_customer)
+
+
+def noncontractual_lifetimes(customers, activity, inactivity_days: int = 90, columns: list[str] | tuple = (),
+                             observed_until=None, per_customer: bool = False) -> pd.DataFrame:
+    """Lifetimes of customers who churn by going quiet: columns days, churned, ``columns`` and n.
+
+    ``activity`` has rows (customer_id, at) — orders or events (see :func:`pco_lib.cohorts.activity_table`).
+    The conversion counts as activity. Churned when the last activity is at least ``inactivity_days``
+    before ``observed_until`` (default: the latest timestamp in the data); lifetime = ⌊last − converted⌋ + 1
+    days if churned, else ⌊observed_until − converted⌋ + 1 (censored).
+    """
+    if inactivity_days < 1:
+        raise SurvivalError("inactivity_days must be at least 1")
+    c = _memtable(customers)
+    a = _memtable(activity)
+    columns = list(columns)
+    _check_columns(columns, [x for x in c.columns if x != "customer_id"], "customers")
+    until = pd.Timestamp(observed_until) if observed_until is not None else _timestamp_max(c.converted_at, a.at)
+    last = a.group_by("customer_id").aggregate(last_at=a.at.max())
+    j = c.left_join(last, c.customer_id == last.customer_id)
+    last_at = ibis.greatest(j.converted_at, j.last_at.fill_null(j.converted_at))
+    until_lit = ibis.literal(until.to_pydatetime())
+    quiet = (until_lit.epoch_seconds() - last_at.epoch_seconds()) >= inactivity_days * DAY_SECONDS
+    end = ibis.ifelse(quiet, last_at, until_lit)
+    days = ((end.epoch_seconds() - j.converted_at.epoch_seconds()) / DAY_SECONDS).floor().cast("int64") + 1
+    rows = j.filter(j.converted_at <= until_lit).select(
+        customer_id=j.customer_id, days=days, churned=quiet.cast("int64"),
+        **{col: _label(j[col]) for col in columns})
+    return _finish(rows, columns, per_customer)
+
+
+def summarize_lifetimes(source: DataSource, definition: str = "contractual", inactivity_days: int = 90,
+                        activity: str = "order", columns: list[str] | tuple = (),
+                        per_customer: bool = False) -> pd.DataFrame:
+    """Lifetimes from the canonical tables under the chosen churn definition (see the module docstring)."""
+    from .cohorts import activity_table
+
+    if definition not in DEFINITIONS:
+        raise SurvivalError(f"churn_definition must be one of {', '.join(DEFINITIONS)}, not {definition!r}")
+    customers = source.table("customers")
+    if definition == "contractual":
+        if not source.has("subscriptions"):
+            raise DataError("contractual churn needs the subscriptions table; use churn_definition="
+                            "'non_contractual' for a business without subscriptions")
+        return contractual_lifetimes(source.table("subscriptions"), customers, columns, per_customer=per_customer)
+    if activity not in ("order", "event"):
+        raise SurvivalError(f"non-contractual churn counts orders or events as activity, not {activity!r}")
+    return noncontractual_lifetimes(customers, activity_table(source, activity), inactivity_days, columns,
+                                    per_customer=per_customer)
+
+
+def check_lifetimes(counts: pd.DataFrame) -> None:
+    """Clear errors for lifetimes that cannot be analysed."""
+    if counts.empty or counts["n"].sum() == 0:
+        raise SurvivalError("no customers to analyse (the lifetimes table is empty)")
+    if (counts["days"] <= 0).any():
+        raise SurvivalError("lifetimes must be at least 1 day; found durations ≤ 0")
+    if (counts["n"] * counts["churned"]).sum() == 0:
+        raise SurvivalError("no customer has churned yet in this data, so survival cannot be estimated; "
+                            "use a longer period of data or, for non-contractual churn, fewer inactivity_days")
+
+
+def merge_small_segments(counts: pd.DataFrame, column: str, min_customers: int = 30) -> tuple[pd.DataFrame, str]:
+    """Fold segments with fewer than ``min_customers`` customers into ``"other"``; return the frame and a note
+    (empty when nothing was merged). If "other" itself stays small it is dropped from the analysis."""
+    sizes = counts.groupby(column)["n"].sum()
+    small = sorted(sizes[sizes < min_customers].index)
+    if not small:
+        return counts, ""
+    out = counts.copy()
+    out[column] = out[column].where(~out[column].isin(small), OTHER)
+    keys = [c for c in out.columns if c != "n"]
+    out = out.groupby(keys, as_index=False)["n"].sum()
+    note = f"{len(small)} {column} value(s) with fewer than {min_customers} customers were merged into '{OTHER}'"
+    if out.loc[out[column] == OTHER, "n"].sum() < min_customers:
+        out = out[out[column] != OTHER]
+        note += ", which is itself too small and is left out"
+    return out.reset_index(drop=True), note
+
+
+# --------------------------------------------------------------------------------------------------
+# Kaplan–Meier
+# --------------------------------------------------------------------------------------------------
+
+
+def _groups(counts: pd.DataFrame, segment: str | None):
+    if not segment:
+        return [("all", counts)]
+    return [(str(k), part) for k, part in counts.groupby(segment, sort=True)]
+
+
+@dataclass
+class SurvivalCurves:
+    """Kaplan–Meier fits per segment (lifelines fitters keyed by segment value, or ``"all"``)."""
+
+    fitters: dict
+    segment: str | None
+    alpha: float = 0.05
+
+    def curves(self) -> pd.DataFrame:
+        """Long frame for plotting: segment, days, survival, ci_low, ci_high."""
+        parts = []
+        for name, kmf in self.fitters.items():
+            ci = kmf.confidence_interval_survival_function_
+            parts.append(pd.DataFrame({"segment": name, "days": kmf.survival_function_.index,
+                                       "survival": kmf.survival_function_.iloc[:, 0].to_numpy(),
+                                       "ci_low": ci.iloc[:, 0].to_numpy(), "ci_high": ci.iloc[:, 1].to_numpy()}))
+        return pd.concat(parts, ignore_index=True)
+
+    def at(self, days: float) -> pd.DataFrame:
+        """Survival at ``days`` per segment with its interval (step function read just after ``days``)."""
+        rows = []
+        for name, kmf in self.fitters.items():
+            ci = kmf.confidence_interval_survival_function_
+            beyond = days > kmf.survival_function_.index.max()
+            rows.append({"segment": name, "days": days,
+                         "survival": np.nan if beyond else float(kmf.survival_function_at_times(days).iloc[0]),
+                         "ci_low": np.nan if beyond else float(ci.iloc[:, 0].asof(days)),
+                         "ci_high": np.nan if beyond else float(ci.iloc[:, 1].asof(days))})
+        return pd.DataFrame(rows)
+
+    def table(self, horizons=HORIZONS) -> pd.DataFrame:
+        """Per segment: customers, churned, median lifetime (days, with interval) and survival at each horizon."""
+        from lifelines.utils import median_survival_times
+
+        rows = []
+        for name, kmf in self.fitters.items():
+            median = float(kmf.median_survival_time_)
+            m_ci = median_survival_times(kmf.confidence_interval_survival_function_)
+            row = {"segment": name, "customers": int(kmf.weights.sum()),
+                   "churned": int((kmf.weights * kmf.event_observed).sum()),
+                   "median_days": median if np.isfinite(median) else np.nan,
+                   "median_ci_low": float(m_ci.iloc[0, 0]) if np.isfinite(m_ci.iloc[0, 0]) else np.nan,
+                   "median_ci_high": float(m_ci.iloc[0, 1]) if np.isfinite(m_ci.iloc[0, 1]) else np.nan}
+            for h in horizons:
+                at = self.at(h).set_index("segment").loc[name]
+                row[f"survival_{h}d"] = at["survival"]
+                row[f"survival_{h}d_ci_low"] = at["ci_low"]
+                row[f"survival_{h}d_ci_high"] = at["ci_high"]
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def at_risk(self, times) -> pd.DataFrame:
+        """Numbers still at risk (not churned, not censored) just before each time, per segment."""
+        rows = {}
+        for name, kmf in self.fitters.items():
+            table = kmf.event_table
+            rows[name] = [int(table.loc[table.index >= t, "at_risk"].iloc[0]) if (table.index >= t).any() else 0
+                          for t in times]
+        return pd.DataFrame(rows, index=list(times)).T.rename_axis("segment")
+
+
+def kaplan_meier(counts: pd.DataFrame, segment: str | None = None, alpha: float = 0.05) -> SurvivalCurves:
+    """Kaplan–Meier survival per segment from aggregated counts (weights = n)."""
+    from lifelines import KaplanMeierFitter
+
+    check_lifetimes(counts)
+    fitters = {}
+    for name, part in _groups(counts, segment):
+        part = part[part["n"] > 0]
+        fitters[name] = KaplanMeierFitter(label=name, alpha=alpha).fit(part["days"], part["churned"],
+                                                                        weights=part["n"])
+    return SurvivalCurves(fitters, segment, alpha)
+
+
+# --------------------------------------------------------------------------------------------------
+# Log-rank
+# --------------------------------------------------------------------------------------------------
+
+
+def logrank_tests(counts: pd.DataFrame, segment: str, correction: str = "holm") -> pd.DataFrame:
+    """The overall log-rank test across segments and every pairwise test, with adjusted p-values.
+
+    Columns: comparison, group_a, group_b, statistic, df, p_value, p_value_adjusted (the overall test is
+    not adjusted).
+    """
+    from lifelines.statistics import logrank_test, multivariate_logrank_test
+
+    check_lifetimes(counts)
+    groups = _groups(counts, segment)
+    if len(groups) < 2:
+        raise SurvivalError(f"log-rank tests need at least two {segment} groups")
+    overall = multivariate_logrank_test(counts["days"], counts[segment].astype(str), counts["churned"],
+                                        weights=counts["n"])
+    rows = [{"comparison": "all groups", "group_a": "", "group_b": "", "statistic": float(overall.test_statistic),
+             "df": len(groups) - 1, "p_value": float(overall.p_value)}]
+    for (a, pa_), (b, pb) in combinations(groups, 2):
+        r = logrank_test(pa_["days"], pb["days"], pa_["churned"], pb["churned"], weights_A=pa_["n"],
+                         weights_B=pb["n"])
+        rows.append({"comparison": f"{a} vs {b}", "group_a": a, "group_b": b,
+                     "statistic": float(r.test_statistic), "df": 1, "p_value": float(r.p_value)})
+    out = pd.DataFrame(rows)
+    pair = out.index > 0
+    out["p_value_adjusted"] = out["p_value"]
+    out.loc[pair, "p_value_adjusted"] = adjust_p_values(out.loc[pair, "p_value"].tolist(), correction)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Cox proportional hazards
+# --------------------------------------------------------------------------------------------------
+
+
+def design_matrix(counts: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, dict[str, list[str]],
+                                                                         dict[str, str]]:
+    """One-hot encode categorical covariates against their most common level (numeric ones stay as they are).
+
+    Returns the design (columns ``covariate=level``), the design columns of each covariate and the
+    reference level of each categorical covariate.
+    """
+    parts, terms, reference = [], {}, {}
+    for cov in covariates:
+        col = counts[cov]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            parts.append(col.astype(float).rename(cov))
+            terms[cov] = [cov]
+            continue
+        sizes = counts.groupby(cov)["n"].sum().sort_values(ascending=False, kind="stable")
+        reference[cov] = str(sizes.index[0])
+        levels = [str(v) for v in sizes.index[1:]]
+        names = [f"{cov}={level}" for level in levels]
+        parts.append(pd.DataFrame({name: (col.astype(str) == level).astype(float)
+                                   for name, level in zip(names, levels)}, index=counts.index))
+        terms[cov] = names
+    design = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=counts.index)
+    return design, terms, reference
+
+
+def weighted_concordance(days, churned, weights, risk) -> float:
+    """Harrell's C with frequency weights, matching ``lifelines.utils.concordance_index`` on expanded rows.
+
+    A pair is comparable when the earlier lifetime ended in churn (a churn and a censoring at the same
+    time count, two churns at the same time do not); concordant when the earlier one has the higher risk;
+    tied risks count one half.
+    """
+    days, churned = np.asarray(days, float), np.asarray(churned, bool)
+    w, risk = np.asarray(weights, float), np.asarray(risk, float)
+    dead = churned & (w > 0)
+    t_dead, w_dead, r_dead = days[dead], w[dead], risk[dead]
+    pairs = correct = tied = 0.0
+    for level in np.unique(risk):
+        at = risk == level
+        death_times = np.sort(days[at & churned])
+        death_w = w[at & churned][np.argsort(days[at & churned], kind="stable")]
+        cens_times = np.sort(days[at & ~churned])
+        cens_w = w[at & ~churned][np.argsort(days[at & ~churned], kind="stable")]
+        later_deaths = _weight_from(death_times, death_w, t_dead, strict=True)
+        later_cens = _weight_from(cens_times, cens_w, t_dead, strict=False)
+        partners = w_dead * (later_deaths + later_cens)
+        pairs += partners.sum()
+        correct += partners[r_dead > level].sum()
+        tied += partners[r_dead == level].sum()
+    if pairs == 0:
+        return float("nan")
+    return float((correct + 0.5 * tied) / pairs)
+
+
+def _weight_from(sorted_times, sorted_weights, at, strict: bool) -> np.ndarray:
+    """Total weight of ``sorted_times`` greater than (strict) or at least each value of ``at``."""
+    tail = np.concatenate([np.cumsum(sorted_weights[::-1])[::-1], [0.0]])
+    idx = np.searchsorted(sorted_times, at, side="right" if strict else "left")
+    return tail[idx]
+
+
+def proportional_hazards_test(days, churned, weights, design: pd.DataFrame, beta, terms: dict[str, list[str]],
+                              survival_at=None) -> pd.DataFrame:
+    """Grambsch–Therneau score test of proportional hazards, per term and global (R ``cox.zph``, survival ≥ 3).
+
+    For β(t) = β + γ·g(t), g(t) = 1 − KM(t), the score for γ at (β̂, 0) is U = Σ_k g_k (Σ_{deaths at t_k} x −
+    d_k x̄_k) and its information, adjusted for β, is I_γγ − I_γβ I_ββ⁻¹ I_βγ with I_ββ = Σ d_k V_k,
+    I_γβ = Σ d_k g_k V_k, I_γγ = Σ d_k g_k² V_k (x̄_k, V_k: mean and covariance of x over the risk set,
+    weighted by w·exp(x'β̂); Breslow handling of tied times). Statistic U' I⁻¹ U ~ χ²(number of columns).
+    """
+    t = np.asarray(days, float)
+    e = np.asarray(churned, bool)
+    w = np.asarray(weights, float)
+    x = design.to_numpy(float)
+    names = list(design.columns)
+    order = np.argsort(-t, kind="stable")  # descending time: cumulative sums build risk sets
+    t, e, w, x = t[order], e[order], w[order], x[order]
+    risk = w * np.exp(x @ np.asarray(beta, float))
+    s0 = np.cumsum(risk)
+    s1 = np.cumsum(risk[:, None] * x, axis=0)
+    s2 = np.cumsum(risk[:, None, None] * x[:, :, None] * x[:, None, :], axis=0)
+    event_times = np.unique(t[e])
+    # the last row (in descending order) with time >= each event time closes its risk set
+    last = len(t) - np.searchsorted(t[::-1], event_times, side="left") - 1
+    d = np.array([w[e & (t == tk)].sum() for tk in event_times])
+    xsum = np.array([(w[e & (t == tk)][:, None] * x[e & (t == tk)]).sum(axis=0) for tk in event_times])
+    xbar = s1[last] / s0[last][:, None]
+    v = s2[last] / s0[last][:, None, None] - xbar[:, :, None] * xbar[:, None, :]
+    if survival_at is None:
+        km = np.cumprod(1 - d / _at_risk(t, w, event_times))
+        g = 1 - km
+    else:
+        g = 1 - np.asarray(survival_at(event_times), float)
+    u = ((xsum - d[:, None] * xbar) * g[:, None]).sum(axis=0)
+    i_bb = (d[:, None, None] * v).sum(axis=0)
+    i_gb = ((d * g)[:, None, None] * v).sum(axis=0)
+    i_gg = ((d * g**2)[:, None, None] * v).sum(axis=0)
+    info = i_gg - i_gb @ np.linalg.solve(i_bb, i_gb.T)
+    rows = []
+    for term, cols in [*terms.items(), ("global", names)]:
+        idx = [names.index(c) for c in cols]
+        stat = float(u[idx] @ np.linalg.solve(info[np.ix_(idx, idx)], u[idx]))
+        rows.append({"covariate": term, "statistic": stat, "df": len(idx),
+                     "p_value": float(stats.chi2.sf(stat, len(idx)))})
+    return pd.DataFrame(rows)
+
+
+def _at_risk(t_desc, w_desc, event_times) -> np.ndarray:
+    t_asc, w_asc = t_desc[::-1], w_desc[::-1]
+    tail = np.concatenate([np.cumsum(w_asc[::-1])[::-1], [0.0]])
+    return tail[np.searchsorted(t_asc, event_times, side="left")]
+
+
+PH_ADVICE = ("its effect changes over time: stratify the model by it (lifelines CoxPHFitter(strata=[...])) "
+             "or add an interaction with time; read its hazard ratio as an average over the period")
+
+
+def _efron_terms(t, e, w, x, beta):
+    """Log partial likelihood, score and information of the Cox model with Efron ties and frequency weights.
+
+    Rows sorted by time. At each churn time with d churned customers (Σ weights), death sums D₀, D₁, D₂ and
+    risk-set sums S₀, S₁, S₂ of w·exp(x'β)·(1, x, xx'), the contribution is Σ_deaths w·x'β −
+    Σ_{l<d} log(S₀ − (l/d)·D₀) — exactly what one row per customer gives (the sums over l reduce to scalars).
+    """
+    phi = w * np.exp(x @ beta)
+    times, first = np.unique(t, return_index=True)
+    def by_time(values):
+        return np.add.reduceat(values, first, axis=0)
+    def risk_set(values):
+        return np.cumsum(by_time(values)[::-1], axis=0)[::-1]
+    outer = x[:, :, None] * x[:, None, :]
+    s0, s1, s2 = risk_set(phi), risk_set(phi[:, None] * x), risk_set(phi[:, None, None] * outer)
+    dphi = np.where(e, phi, 0.0)
+    d0, d1, d2 = by_time(dphi), by_time(dphi[:, None] * x), by_time(dphi[:, None, None] * outer)
+    deaths = by_time(np.where(e, w, 0.0))
+    xsum = by_time(np.where(e, w, 0.0)[:, None] * x)
+    k = np.flatnonzero(deaths > 0)
+    d = np.rint(deaths[k]).astype(np.int64)
+    owner = np.repeat(np.arange(k.size), d)
+    c = (np.arange(owner.size) - np.repeat(np.cumsum(d) - d, d)) / np.repeat(d, d)
+    q = s0[k][owner] - c * d0[k][owner]
+    def per_time(values):
+        return np.bincount(owner, values, minlength=k.size)
+    a0, a1 = per_time(1 / q), per_time(c / q)
+    b0, b1, b2 = per_time(1 / q**2), per_time(c / q**2), per_time(c**2 / q**2)
+    loglik = float(xsum[k].sum(axis=0) @ beta - np.log(q).sum())
+    S1, D1 = s1[k], d1[k]
+    score = xsum[k].sum(axis=0) - (S1 * a0[:, None] - D1 * a1[:, None]).sum(axis=0)
+    cross = S1[:, :, None] * D1[:, None, :]
+    info = (s2[k] * a0[:, None, None] - d2[k] * a1[:, None, None]
+            - (S1[:, :, None] * S1[:, None, :] * b0[:, None, None] - (cross + cross.transpose(0, 2, 1))
+               * b1[:, None, None] + D1[:, :, None] * D1[:, None, :] * b2[:, None, None])).sum(axis=0)
+    return loglik, score, info
+
+
+def cox_efron(days, churned, weights, design: pd.DataFrame, max_iter: int = 50, tol: float = 1e-9):
+    """Newton–Raphson fit of the Cox model (Efron ties, frequency weights); returns β, covariance, log partial
+    likelihood and the Breslow cumulative baseline hazard at each churn time, for covariates centred at
+    their weighted mean (as lifelines does)."""
+    w = np.asarray(weights, float)
+    if not np.allclose(w, np.rint(w)):
+        raise SurvivalError("Cox weights are counts of customers and must be whole numbers")
+    order = np.argsort(np.asarray(days, float), kind="stable")
+    t = np.asarray(days, float)[order]
+    e = np.asarray(churned, bool)[order]
+    w = w[order]
+    mean = np.average(design.to_numpy(float), axis=0, weights=np.asarray(weights, float))
+    x = design.to_numpy(float)[order] - mean
+    beta = np.zeros(x.shape[1])
+    loglik, score, info = _efron_terms(t, e, w, x, beta)
+    for _ in range(max_iter):
+        step = np.linalg.solve(info, score)
+        for _halving in range(30):
+            new = _efron_terms(t, e, w, x, beta + step)
+            if new[0] >= loglik - 1e-12:
+                break
+            step /= 2
+        beta = beta + step
+        converged = abs(new[0] - loglik) < tol * (1 + abs(loglik)) and np.max(np.abs(step)) < 1e-6
+        loglik, score, info = new
+        if converged:
+            break
+    else:
+        raise SurvivalError("the Cox model did not converge; a covariate level may have no churn at all")
+    if np.any(np.abs(beta) > 15):
+        wild = [str(c) for c, b in zip(design.columns, beta) if abs(b) > 15]
+        raise SurvivalError(f"the Cox model did not converge: {', '.join(wild)} separate(s) churners from the rest "
+                            "(a level with no churn or only churn); merge or drop it")
+    phi = w * np.exp(x @ beta)
+    times, first = np.unique(t, return_index=True)
+    at_risk = np.cumsum(np.add.reduceat(phi, first)[::-1])[::-1]
+    deaths = np.add.reduceat(np.where(e, w, 0.0), first)
+    keep = deaths > 0
+    baseline = pd.Series(np.cumsum(deaths[keep] / at_risk[keep]), index=times[keep], name="cumulative_hazard")
+    return beta, np.linalg.inv(info), loglik, baseline, mean
+
+
+@dataclass
+class CoxResult:
+    """A Cox model fitted on aggregated lifetimes (Efron ties, frequency weights)."""
+
+    params: pd.Series  # β per design column
+    covariance: pd.DataFrame
+    log_likelihood: float
+    baseline_hazard: pd.Series  # Breslow cumulative hazard at churn times, covariates at their mean
+    mean: pd.Series  # weighted mean of each design column (the centring of the baseline)
+    summary: pd.DataFrame  # covariate, level, reference, hazard_ratio, ci_low, ci_high, p_value, customers
+    concordance: float
+    ph_test: pd.DataFrame  # covariate, statistic, df, p_value, violates, advice
+    terms: dict[str, list[str]]
+    reference: dict[str, str]
+    customers: int
+    churned: int
+
+    @property
+    def standard_errors(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.covariance)), index=self.params.index)
+
+    def design(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's design columns for rows of ``frame`` holding the covariates."""
+        out = pd.DataFrame(0.0, index=frame.index, columns=self.params.index)
+        for cov, cols in self.terms.items():
+            for col in cols:
+                out[col] = ((frame[cov].astype(str) == col.split("=", 1)[1]).astype(float)
+                            if "=" in col else frame[cov].astype(float))
+        return out
+
+    def partial_hazard(self, frame: pd.DataFrame) -> np.ndarray:
+        """exp((x − x̄)'β) for rows of ``frame``."""
+        return np.exp((self.design(frame) - self.mean).to_numpy() @ self.params.to_numpy())
+
+    def baseline_survival(self, days) -> np.ndarray:
+        """S₀(t) = exp(−H₀(t)) at the mean covariates, a step function of ``days``."""
+        h = self.baseline_hazard.asof(np.asarray(days, float)).fillna(0.0).to_numpy()
+        return np.exp(-h)
+
+
+def fit_cox(counts: pd.DataFrame, covariates: list[str], alpha: float = 0.05, ph_alpha: float = 0.05) -> CoxResult:
+    """Cox proportional hazards on aggregated lifetimes (frequency weights n), with hazard ratios, weighted
+    concordance and the proportional-hazards check."""
+    check_lifetimes(counts)
+    if not covariates:
+        raise SurvivalError("a Cox model needs at least one covariate")
+    _check_columns(covariates, [c for c in counts.columns if c not in ("days", "churned", "n")], "the Cox model")
+    counts = counts[counts["n"] > 0].reset_index(drop=True)
+    design, terms, reference = design_matrix(counts, covariates)
+    constant = [c for c in design.columns if design[c].nunique() < 2]
+    if constant:
+        raise SurvivalError(f"covariate column(s) {', '.join(constant)} take a single value; drop them")
+    beta, cov, loglik, baseline, mean = cox_efron(counts["days"], counts["churned"], counts["n"], design)
+    names = list(design.columns)
+    se = np.sqrt(np.diag(cov))
+    z = stats.norm.ppf(1 - alpha / 2)
+    rows = []
+    for term, cols in terms.items():
+        for col in cols:
+            i = names.index(col)
+            rows.append({"covariate": term, "level": col.split("=", 1)[1] if "=" in col else "(per unit)",
+                         "reference": reference.get(term, ""), "hazard_ratio": float(np.exp(beta[i])),
+                         "ci_low": float(np.exp(beta[i] - z * se[i])), "ci_high": float(np.exp(beta[i] + z * se[i])),
+                         "p_value": float(2 * stats.norm.sf(abs(beta[i]) / se[i])),
+                         "customers": int(counts.loc[design[col] != 0, "n"].sum()) if "=" in col else np.nan})
+    concordance = weighted_concordance(counts["days"], counts["churned"], counts["n"], design.to_numpy(float) @ beta)
+    ph = proportional_hazards_test(counts["days"], counts["churned"], counts["n"], design, beta, terms,
+                                   survival_at=_overall_km(counts))
+    ph["violates"] = ph["p_value"] < ph_alpha
+    ph["advice"] = np.where(ph["violates"] & (ph["covariate"] != "global"), PH_ADVICE, "")
+    return CoxResult(pd.Series(beta, index=names), pd.DataFrame(cov, index=names, columns=names), loglik, baseline,
+                     pd.Series(mean, index=names), pd.DataFrame(rows), concordance, ph, terms, reference,
+                     int(counts["n"].sum()), int((counts["n"] * counts["churned"]).sum()))
+
+
+def _overall_km(counts: pd.DataFrame):
+    """S(t) of the pooled Kaplan–Meier fit, as a function of event times (the cox.zph 'km' transform)."""
+    from lifelines import KaplanMeierFitter
+
+    kmf = KaplanMeierFitter().fit(counts["days"], counts["churned"], weights=counts["n"])
+    sf = kmf.survival_function_.iloc[:, 0]
+    return lambda times: sf.asof(np.asarray(times, float)).to_numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Restricted mean survival time
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rmst:
+    segment: str
+    horizon: float
+    rmst: float
+    se: float
+    ci_low: float
+    ci_high: float
+
+
+def rmst(days, churned, weights, horizon: float, alpha: float = 0.05, segment: str = "all") -> Rmst:
+    """RMST(τ) = ∫₀^τ Ŝ(t) dt of the Kaplan–Meier curve with its Greenwood-type standard error (module doc)."""
+    t = np.asarray(days, float)
+    e = np.asarray(churned, bool)
+    w = np.asarray(weights, float)
+    if horizon <= 0:
+        raise SurvivalError("the RMST horizon must be positive")
+    times = np.unique(t[e & (t <= horizon)])
+    order = np.argsort(t)
+    t_s, w_s = t[order], w[order]
+    tail = np.concatenate([np.cumsum(w_s[::-1])[::-1], [0.0]])
+    n_risk = tail[np.searchsorted(t_s, times, side="left")]
+    d = np.array([w[e & (t == tk)].sum() for tk in times])
+    surv = np.cumprod(1 - d / n_risk)
+    edges = np.concatenate([[0.0], times, [horizon]])
+    levels = np.concatenate([[1.0], surv])
+    areas = levels * np.diff(edges)  # area of each step up to the horizon
+    total = float(areas.sum())
+    after = np.cumsum(areas[::-1])[::-1][1:]  # A_i = ∫_{t_i}^τ S(u) du
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(n_risk > d, after**2 * d / (n_risk * (n_risk - d)), 0.0)
+    se = float(np.sqrt(terms.sum()))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return Rmst(segment, horizon, total, se, total - z * se, total + z * se)
+
+
+def rmst_table(counts: pd.DataFrame, horizon: float, segment: str | None = None, alpha: float = 0.05,
+               reference: str | None = None) -> pd.DataFrame:
+    """RMST per segment and its difference from the reference segment (default: the largest) with a
+    normal interval and p-value (independent groups: Var = SE²_a + SE²_b)."""
+    check_lifetimes(counts)
+    groups = _groups(counts, segment)
+    res = [rmst(p["days"], p["churned"], p["n"], horizon, alpha, name) for name, p in groups]
+    out = pd.DataFrame([r.__dict__ for r in res])
+    out["customers"] = [int(p["n"].sum()) for _, p in groups]
+    if len(res) > 1:
+        ref = reference or out.loc[out["customers"].idxmax(), "segment"]
+        base = out.set_index("segment").loc[ref]
+        z = stats.norm.ppf(1 - alpha / 2)
+        se = np.sqrt(out["se"] ** 2 + base["se"] ** 2)
+        out["difference"] = out["rmst"] - base["rmst"]
+        out["difference_ci_low"] = out["difference"] - z * se
+        out["difference_ci_high"] = out["difference"] + z * se
+        out["p_value"] = 2 * stats.norm.sf(np.abs(out["difference"]) / se)
+        out.loc[out["segment"] == ref, ["difference", "difference_ci_low", "difference_ci_high", "p_value"]] = np.nan
+        out["reference"] = ref
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Risk of churning soon, for customers still active
+# --------------------------------------------------------------------------------------------------
+
+
+def churn_risk(cox: CoxResult, active: pd.DataFrame, within_days: int) -> pd.DataFrame:
+    """P(churn within the next ``within_days`` | still active at age ``days``) for each row of ``active``
+    (columns days and the model's covariates; other columns such as customer_id are kept).
+
+    1 − (S₀(a + N)/S₀(a))^{exp(x'β)}, S₀ the Breslow baseline; ages beyond the longest observed lifetime use
+    the last value of S₀ (the risk there is a lower bound, flagged in ``beyond_data``).
+    """
+    if within_days < 1:
+        raise SurvivalError("the risk window must be at least 1 day")
+    last = float(cox.baseline_hazard.index.max())
+    distinct = active.drop_duplicates(["days", *cox.terms]).reset_index(drop=True)
+    s_now = cox.baseline_survival(distinct["days"])
+    s_then = cox.baseline_survival(np.minimum(distinct["days"].to_numpy(float) + within_days, last))
+    hazard = cox.partial_hazard(distinct)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(s_now > 0, s_then / s_now, 1.0)
+    distinct["churn_probability"] = 1 - ratio**hazard
+    distinct["beyond_data"] = distinct["days"] + within_days > last
+    keep = ["days", *cox.terms, "churn_probability", "beyond_data"]
+    return active.merge(distinct[keep], on=["days", *cox.terms], how="left")
