@@ -158,3 +158,54 @@ def cumulative_effect(frame: pd.DataFrame, label: str, percent: bool = False):
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
+
+
+def survival_curves(curves: pd.DataFrame, title: str = "Still active", xlabel: str = "days",
+                    horizon: int | None = None):
+    """Kaplan–Meier step curves with their bands, one per ``segment`` (from ``SurvivalCurves.curves()``)."""
+    fig, ax = plt.subplots()
+    for color, (name, part) in zip(PALETTE * 4, curves.groupby("segment", sort=False)):
+        ax.step(part.days, part.survival, where="post", color=color, label=str(name), linewidth=2)
+        ax.fill_between(part.days, part.ci_low, part.ci_high, step="post", color=color, alpha=0.15, linewidth=0)
+    if horizon:
+        ax.axvline(horizon, color="#57606a", linestyle=":", linewidth=1)
+    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=title, xlabel=xlabel, ylabel="still active", ylim=(0, 1.02), xlim=(0, None))
+    if curves.segment.nunique() > 1:
+        ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def hazard_ratios(summary: pd.DataFrame, title: str = "Hazard ratios (> 1: churns faster than the reference)"):
+    """Forest plot of Cox hazard ratios with intervals on a log scale; a line at no effect."""
+    rows = summary.reset_index(drop=True)
+    names = [f"{r.covariate}: {r.level}" + (f" vs {r.reference}" if r.reference else "") for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.45 * len(rows)))
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows.itertuples()):
+        color = PALETTE[0] if r.p_value < 0.05 else PALETTE[5]
+        ax.errorbar([r.hazard_ratio], [yi], xerr=[[r.hazard_ratio - r.ci_low], [r.ci_high - r.hazard_ratio]],
+                    fmt="o", color=color, elinewidth=2, capsize=4)
+    ax.axvline(1, color="#333", linewidth=1)
+    ax.set_xscale("log")
+    low, high = min(rows.ci_low.min(), 0.9), max(rows.ci_high.max(), 1.1)
+    ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10) if low <= t <= high]
+    ax.set_xlim(low / 1.05, high * 1.05)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    ax.set_yticks(y, names)
+    ax.set(title=title, xlabel="hazard ratio (log scale)")
+    fig.tight_layout()
+    return fig
+
+
+def risk_histogram(probabilities: pd.Series, within_days: int):
+    """Distribution of the predicted chance of churning in the next ``within_days`` days."""
+    fig, ax = plt.subplots()
+    sns.histplot(probabilities, bins=40, color=PALETTE[0], ax=ax)
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=f"Active customers by chance of churning in the next {within_days} days",
+           xlabel="predicted chance of churning", ylabel="customers")
+    fig.tight_layout()
+    return fig

@@ -18,12 +18,17 @@ NON_DEFAULT = {
     "ab_test": {"experiment_id": "checkout_copy", "metrics": ["revenue", "repeat"], "window_days": 14,
                 "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1,
                 "sequential": True, "cuped": False, "segments": ["country"], "min_cell_size": 5},
+    "churn_survival": {"churn_definition": "non_contractual", "inactivity_days": 60, "activity": "order",
+                       "segment": "channel", "covariates": ["channel", "device"], "horizon_days": 180, "risk_days": 14,
+                       "risk_csv": "risk.csv", "alpha": 0.1, "correction": "bh", "min_segment_size": 20,
+                       "min_cell_size": 5},
 }
 EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
                       "validation_warnings"},
     "cohort_retention": {"retention", "change"},
     "ab_test": {"verdict", "srm_p_value", "metrics", "churn"},
+    "churn_survival": {"customers", "median_lifetime", "survival", "hazard_ratios", "rmst"},
 }
 
 
@@ -68,3 +73,19 @@ def test_ab_test_results_have_every_metric_and_arm(tiny_sample, tmp_path):
                                             "chance_to_beat_control"}
         assert metric["treatment"]["ci_low"] <= metric["treatment"]["effect"] <= metric["treatment"]["ci_high"]
     assert result.results["verdict"] in {"ship", "do not ship", "keep running", "do not trust"}
+
+
+@pytest.mark.slow
+def test_churn_survival_writes_scores_beside_the_report_and_never_into_the_html(tiny_sample, tmp_path):
+    import pandas as pd
+
+    result = run_report("churn_survival", data_dir=tiny_sample, out_dir=tmp_path)
+    assert result.ok, result.error
+    scores = pd.read_csv(result.folder / "churn_risk.csv")
+    assert {"customer_id", "days", "churn_probability"} <= set(scores.columns)
+    assert scores.churn_probability.between(0, 1).all() and len(scores) == result.results["active_scored"]
+    html = (result.folder / "report.html").read_text()
+    assert not any(cid in html for cid in scores.customer_id), "a customer id is in the HTML"
+    assert set(result.results["survival"]) == {"basic", "pro", "premium"}
+    for hr in result.results["hazard_ratios"].values():
+        assert hr["ci_low"] <= hr["hazard_ratio"] <= hr["ci_high"]
