@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ibis
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -531,22 +530,21 @@ def cumulative_effects(by_week: pd.DataFrame, control: str, metric: str, alpha: 
 
 
 def summarize_churn(source: DataSource, experiment_id: str) -> pd.DataFrame:
-    """Subscription lifetimes of the experiment's customers, aggregated in the engine to counts of
-    distinct (variant, days, churned): days from the start of the subscription to its end, or to the end of
-    the data for subscriptions still running (censored). Only subscriptions started at or after assignment.
+    """Subscription lifetimes of the experiment's customers as counts of distinct (variant, days, churned),
+    measured as in :func:`pco_lib.survival.contractual_lifetimes` (censored at the end of the data). Only
+    subscriptions started at or after assignment count.
     """
+    from .survival import _timestamp_max, contractual_lifetimes
+
     if not source.has("subscriptions"):
         raise DataError("a churn readout needs the subscriptions table")
     a = source.table("assignments")
     a = a.filter(a.experiment_id == experiment_id)
     s = source.table("subscriptions")
-    until = pd.Timestamp(s.select(t=ibis.greatest(s.started_at.max(), s.ended_at.max())).t.max().to_pandas())
-    j = a.join(s, "customer_id").filter(lambda t: t.started_at >= t.assigned_at)
-    end = j.ended_at.fill_null(ibis.literal(until))
-    days = ((end.epoch_seconds() - j.started_at.epoch_seconds()) / 86_400).floor().cast("int64") + 1
-    rows = j.select(variant=j.variant, days=days, churned=j.ended_at.notnull().cast("int64"))
-    return (rows.group_by(["variant", "days", "churned"]).aggregate(n=rows.count())
-            .order_by(["variant", "days", "churned"]).to_pandas())
+    until = _timestamp_max(s.started_at, s.ended_at)
+    j = s.join(a.select("customer_id", "variant", "assigned_at"), "customer_id")
+    j = j.filter(j.started_at >= j.assigned_at)
+    return contractual_lifetimes(j, columns=["variant"], observed_until=until)
 
 
 @dataclass(frozen=True)
@@ -564,10 +562,9 @@ class ChurnEffect:
 
 
 def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> list[ChurnEffect]:
-    """Log-rank test and Cox proportional-hazards ratio per treatment arm, fitted on the aggregated
-    (days, churned) counts as frequency weights (lifelines)."""
-    from lifelines import CoxPHFitter
-    from lifelines.statistics import logrank_test
+    """Log-rank test and Cox proportional-hazards ratio of each treatment arm against control, on the
+    aggregated (variant, days, churned, n) counts (see :mod:`pco_lib.survival`)."""
+    from . import survival
 
     out = []
     c = counts[counts.variant == control]
@@ -577,13 +574,13 @@ def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> li
         t = counts[counts.variant == variant]
         if t.churned.sum() + c.churned.sum() == 0:
             raise ExperimentError("no subscription has ended in either arm; churn cannot be compared yet")
-        lr = logrank_test(c.days, t.days, c.churned, t.churned, weights_A=c.n, weights_B=t.n)
-        frame = pd.concat([c.assign(treated=0), t.assign(treated=1)])[["days", "churned", "n", "treated"]]
-        cox = CoxPHFitter(alpha=alpha).fit(frame, "days", "churned", weights_col="n")
-        row = cox.summary.loc["treated"]
-        low, high = (row[col] for col in cox.summary.columns if col.startswith("exp(coef) ") and "%" in col)
-        out.append(ChurnEffect(variant, int(t.n.sum()), int((t.n * t.churned).sum()), float(row["exp(coef)"]),
-                               float(low), float(high), float(row["p"]), float(lr.p_value)))
+        pair = pd.concat([c, t])
+        pair["treated"] = (pair.variant == variant).astype(float)
+        cox = survival.fit_cox(pair, ["treated"], alpha)
+        row = cox.summary.iloc[0]
+        logrank = survival.logrank_tests(pair, "variant").iloc[0]
+        out.append(ChurnEffect(variant, int(t.n.sum()), int((t.n * t.churned).sum()), row.hazard_ratio,
+                               row.ci_low, row.ci_high, row.p_value, float(logrank.p_value)))
     return out
 
 

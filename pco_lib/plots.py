@@ -123,20 +123,6 @@ def forest(effects: pd.DataFrame, labels: dict[str, str] | None = None, title: s
     return fig
 
 
-def survival_by_group(counts: pd.DataFrame, group: str = "variant", title: str = "Subscriptions still active"):
-    """Kaplan–Meier curves (with 95% bands) from aggregated (days, churned, n) counts, one per group."""
-    from lifelines import KaplanMeierFitter
-
-    fig, ax = plt.subplots()
-    for color, (name, part) in zip(PALETTE, counts.groupby(group)):
-        kmf = KaplanMeierFitter(label=str(name)).fit(part.days, part.churned, weights=part.n)
-        kmf.plot_survival_function(ax=ax, color=color, ci_show=True)
-    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
-    ax.set(title=title, xlabel="days since the subscription started", ylabel="still subscribed")
-    fig.tight_layout()
-    return fig
-
-
 def cumulative_effect(frame: pd.DataFrame, label: str, percent: bool = False):
     """The cumulative effect by assignment week with the fixed-sample interval (dark band) and the
     always-valid interval (light band)."""

@@ -392,3 +392,29 @@ def test_plan_hazard_ratios_cover_the_pseudo_true_values_and_country_has_no_effe
     ph = cox.ph_test.set_index("covariate")
     assert ph.loc["plan", "violates"]  # sBG plans have declining, non-proportional hazards
     assert not ph.loc["country", "violates"]
+
+
+def test_readout_without_segment_or_covariates_scores_with_the_pooled_curve(tiny_sample):
+    source = data.connect(tiny_sample)
+    counts = sv.summarize_lifetimes(source, "contractual")
+    readout = sv.analyze(counts, "contractual", None, [], horizon_days=180)
+    assert readout.cox is None and readout.logrank is None and list(readout.table.segment) == ["all"]
+    risk = sv.score_active_customers(source, readout, 30)
+    km = readout.overall.fitters["all"].survival_function_.iloc[:, 0]
+    row = risk.iloc[0]
+    expected = 1 - km.asof(min(row.days + 30, km.index.max())) / km.asof(row.days)
+    assert row.churn_probability == pytest.approx(expected)
+    points = sv.summary_points(readout, risk, 30)
+    assert any("median lifetime" in p for p in points) and any("CSV" in p for p in points)
+    cards, hidden = sv.headlines(readout, risk)
+    assert {"median_lifetime", "survival", "rmst", "hazard_ratios", "active_scored"} <= set(hidden)
+    assert hidden["active_scored"] == len(risk) == int((counts.n * (1 - counts.churned)).sum())
+
+
+def test_readout_merges_small_groups_and_says_so(tiny_lifetimes):
+    readout = sv.analyze(tiny_lifetimes, "contractual", "plan", ["plan", "device"], min_segment_size=400)
+    assert any("merged into 'other'" in n for n in readout.notes)
+    assert any(p.startswith("Note:") for p in sv.summary_points(readout))
+    sizes = tiny_lifetimes.groupby("plan").n.sum()
+    assert set(readout.table.segment) == set(sizes[sizes >= 400].index) | ({"other"} if
+                                                                            sizes[sizes < 400].sum() >= 400 else set())
