@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ibis
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -34,6 +35,7 @@ SRM_THRESHOLD = 0.001
 ASSIGNMENT_WEEK = "assignment_week"  # segment value of summarize_experiment: the week customers were assigned
 METRICS = {
     "repeat": "proportion",  # at least one order after assignment within the window
+    "retained": "proportion",  # an order or event in the last 7 days of the window ("retained at day N")
     "revenue": "mean",  # revenue per customer after assignment within the window
     "orders": "mean",  # orders per customer after assignment within the window
     "revenue_per_order": "ratio",  # Σ revenue / Σ orders in the window
@@ -99,8 +101,9 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     per = per.mutate(orders=per.orders.fill_null(0).cast("float64"), revenue=per.revenue.fill_null(0.0),
                      pre=per.pre.fill_null(0.0))
     per = per.mutate(repeat=(per.orders > 0).cast("float64"))
+    per = _with_retained(source, mature, per, keys, window_days)
     agg = {"n": per.count()}
-    for m in ("repeat", "revenue", "orders"):
+    for m in ("repeat", "retained", "revenue", "orders"):
         agg[f"{m}_sum"] = per[m].sum()
         agg[f"{m}_sumsq"] = (per[m] * per[m]).sum()
         agg[f"{m}_pre_sum"] = (per[m] * per.pre).sum()
@@ -109,6 +112,27 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     arms = per.group_by(keys).aggregate(**agg)
     frame = sizes.left_join(arms, keys).select(*[sizes[k] for k in keys], sizes.assigned, *[arms[k] for k in agg])
     return frame.to_pandas().fillna(0).sort_values(keys).reset_index(drop=True)
+
+
+RETAINED_LOOKBACK_DAYS = 7
+
+
+def _with_retained(source: DataSource, mature: ibis.Table, per: ibis.Table, keys: list[str],
+                   window_days: int) -> ibis.Table:
+    """Add ``retained``: 1 when the customer had an order or an event in the last 7 days of the window
+    (days N−6 … N after assignment, N = window_days; the whole window when it is shorter)."""
+    o = source.table("orders")
+    activity = o.select(customer_id=o.customer_id, at=o.ordered_at)
+    if source.has("events"):
+        e = source.table("events")
+        activity = activity.union(e.select(customer_id=e.customer_id, at=e.occurred_at), distinct=False)
+    start = pd.Timedelta(days=window_days - min(RETAINED_LOOKBACK_DAYS, window_days))
+    end = pd.Timedelta(days=window_days)
+    j = mature.join(activity, "customer_id")
+    hit = j.filter((j.at > j.assigned_at + start) & (j.at <= j.assigned_at + end))
+    active = hit.select("customer_id").distinct().mutate(retained=ibis.literal(1.0))
+    joined = per.left_join(active, per.customer_id == active.customer_id)
+    return joined.select(*[joined[c] for c in per.columns], retained=joined.retained.fill_null(0.0))
 
 
 def planned_weights(source: DataSource, experiment_id: str) -> pd.DataFrame:
@@ -596,6 +620,7 @@ def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], 
 
 METRIC_LABELS = {
     "repeat": "Repeat purchase within {w} days",
+    "retained": "Retained at day {w} (active in its last week)",
     "revenue": "Revenue per customer, {w} days",
     "orders": "Orders per customer, {w} days",
     "revenue_per_order": "Revenue per order, {w} days",
@@ -607,7 +632,7 @@ def metric_label(metric: str, window_days: int) -> str:
 
 
 def _fmt(metric: str, value: float, signed: bool = False) -> str:
-    if metric == "repeat":
+    if METRICS.get(metric) == "proportion":
         return f"{value * 100:+.1f} pts" if signed else f"{value:.1%}"
     return f"{value:+,.2f}" if signed else f"{value:,.2f}"
 

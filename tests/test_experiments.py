@@ -211,6 +211,14 @@ def test_engine_summary_matches_pandas(business):
         assert arms.loc[variant, "repeat_sum"] == (part.orders > 0).sum()
         assert arms.loc[variant, "revenue_sum"] == pytest.approx(part.revenue.sum(), rel=1e-12)
         assert arms.loc[variant, "revenue_sumsq"] == pytest.approx((part.revenue**2).sum(), rel=1e-12)
+    # retained at day 30: an order or event in days 23 < d ≤ 30 after assignment
+    ev = pd.read_parquet(d / "events.parquet").rename(columns={"occurred_at": "at"})[["customer_id", "at"]]
+    act = pd.concat([o.rename(columns={"ordered_at": "at"})[["customer_id", "at"]], ev]).merge(a, on="customer_id")
+    since = act["at"] - act["assigned_at"]
+    hit = act[(since > pd.Timedelta(days=23)) & (since <= pd.Timedelta(days=30))].customer_id.unique()
+    retained = a.assign(retained=a.customer_id.isin(hit)).groupby("variant").retained.sum()
+    for variant in arms.index:
+        assert arms.loc[variant, "retained_sum"] == retained[variant] == arms.loc[variant, "retained_sumsq"]
 
 
 def test_engine_errors(business):

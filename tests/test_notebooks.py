@@ -15,7 +15,7 @@ NON_DEFAULT = {
     "cohort_retention": {"period": "week", "activity": "event", "segment": "device", "horizon": 8,
                          "change_date": "2025-10-01", "change_name": "new onboarding", "retention_days": 30,
                          "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
-    "ab_test": {"experiment_id": "checkout_copy", "metrics": ["revenue", "repeat"], "window_days": 14,
+    "ab_test": {"experiment_id": "checkout_copy", "metrics": ["retained", "revenue", "repeat"], "window_days": 14,
                 "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1,
                 "sequential": True, "cuped": False, "segments": ["country"], "min_cell_size": 5},
     "churn_survival": {"churn_definition": "non_contractual", "inactivity_days": 60, "activity": "order",
@@ -67,7 +67,7 @@ def test_ab_test_results_have_every_metric_and_arm(tiny_sample, tmp_path):
     result = run_report("ab_test", data_dir=tiny_sample, out_dir=tmp_path, params=NON_DEFAULT["ab_test"])
     assert result.ok, result.error
     metrics = result.results["metrics"]
-    assert set(metrics) == {"revenue", "repeat", "orders"}  # orders is a guardrail
+    assert set(metrics) == {"retained", "revenue", "repeat", "orders"}  # orders is a guardrail
     for metric in metrics.values():
         assert set(metric["treatment"]) == {"effect", "ci_low", "ci_high", "p_value", "p_value_adjusted",
                                             "chance_to_beat_control"}
