@@ -163,3 +163,74 @@ def lifetimes_after_answer(source: DataSource) -> pd.DataFrame:
     followed = live.select(customer_id=live.customer_id, started_at=live.answered_at, ended_at=live.ended_at,
                            nps_category=live.nps_category)
     return contractual_lifetimes(followed, columns=["nps_category"], observed_until=until)
+
+
+# --------------------------------------------------------------------------------------------------
+# The report's readout
+# --------------------------------------------------------------------------------------------------
+
+
+def _plain(value):
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def summary_points(overall: pd.Series, by_segment: pd.DataFrame | None, differences: pd.DataFrame | None,
+                   chi2_p: float | None, trend: pd.DataFrame, churn=None, segment: str = "",
+                   alpha: float = 0.05) -> list[str]:
+    """Plain-language bullet points for the top of the feedback report (inputs from :func:`nps_table`,
+    :func:`segment_differences` and a Cox fit of :func:`lifetimes_after_answer`)."""
+    points = [f"Net Promoter Score **{overall.nps:+.0f}** (95% interval {overall.nps_ci_low:+.0f} to "
+              f"{overall.nps_ci_high:+.0f}) from {overall.answers:,.0f} answers: {overall.promoter_share:.0%} "
+              f"promoters, {overall.passive_share:.0%} passives, {overall.detractor_share:.0%} detractors."]
+    if pd.notna(overall.csat):
+        points.append(f"CSAT: {overall.csat:.0%} of customers rate their experience 4 or 5 out of 5 "
+                      f"(mean {overall.csat_mean:.1f}).")
+    recent = trend.dropna(subset=["nps"])
+    if len(recent) >= 6:
+        last, before = recent.tail(3), recent.iloc[-6:-3]
+        now = 100 * (last.promoters.sum() - last.detractors.sum()) / last.answers.sum()
+        then = 100 * (before.promoters.sum() - before.detractors.sum()) / before.answers.sum()
+        points.append(f"Over the last three months the NPS was {now:+.0f}, against {then:+.0f} in the three "
+                      "months before.")
+    if differences is not None and len(differences) and chi2_p is not None:
+        clear = differences[differences.p_value < alpha]
+        if chi2_p < alpha and len(clear):
+            parts = [f"{r.segment} {r.difference:+.0f} points ({r.ci_low:+.0f} to {r.ci_high:+.0f})"
+                     for r in clear.itertuples()]
+            points.append(f"By {segment}, satisfaction differs (χ² p = {chi2_p:.2g}); against "
+                          f"{clear.reference.iloc[0]}: " + "; ".join(parts) + ".")
+        else:
+            points.append(f"No {segment} stands out: the differences in NPS are within what chance produces "
+                          f"(χ² p = {chi2_p:.2g}).")
+    if churn is not None:
+        hr = churn.summary.set_index("level")
+        if "detractor" in hr.index:
+            d = hr.loc["detractor"]
+            sure = "clearly" if d.p_value < 0.001 else "probably" if d.p_value < alpha else "not detectably"
+            points.append(f"Satisfaction predicts churn: detractors' subscriptions end {sure} faster than "
+                          f"promoters' (hazard ratio **{d.hazard_ratio:.2f}**, {d.ci_low:.2f}–{d.ci_high:.2f}). "
+                          "Following up detractors is a retention lever, not just a courtesy.")
+    return points
+
+
+def headlines(overall: pd.Series, by_segment: pd.DataFrame | None, churn=None) -> tuple[list[tuple], dict]:
+    """Headline cards and further results.json values: ``nps`` {score, ci_low, ci_high, answers},
+    ``nps_by_segment`` {segment: {nps, ci_low, ci_high, answers}} (suppressed groups left out), ``csat`` and
+    ``churn_hazard_ratio`` {category: {hazard_ratio, ci_low, ci_high, p_value}} against promoters."""
+    cards = [("nps.score", _plain(overall.nps), "Net Promoter Score", "+.0f"),
+             ("nps.answers", int(overall.answers), "Answers", ",d"),
+             ("csat", _plain(overall.csat), "CSAT (4–5 of 5)", ".0%")]
+    hidden = {"nps.ci_low": _plain(overall.nps_ci_low), "nps.ci_high": _plain(overall.nps_ci_high)}
+    if by_segment is not None:
+        hidden["nps_by_segment"] = {
+            r.segment: {"nps": r.nps, "ci_low": r.nps_ci_low, "ci_high": r.nps_ci_high, "answers": int(r.answers)}
+            for r in by_segment.itertuples() if not r.suppressed}
+    if churn is not None:
+        hr = churn.summary.set_index("level")
+        hidden["churn_hazard_ratio"] = {
+            level: {"hazard_ratio": r.hazard_ratio, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value}
+            for level, r in hr.iterrows()}
+        if "detractor" in hr.index:
+            cards.append(("detractor_hazard_ratio", float(hr.loc["detractor", "hazard_ratio"]),
+                          "Detractor churn hazard vs promoters", ".2f"))
+    return cards, hidden

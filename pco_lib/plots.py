@@ -195,3 +195,37 @@ def risk_histogram(probabilities: pd.Series, within_days: int):
            xlabel="predicted chance of churning", ylabel="customers")
     fig.tight_layout()
     return fig
+
+
+def score_trend(frame: pd.DataFrame, x: str = "period", y: str = "nps", low: str = "nps_ci_low",
+                high: str = "nps_ci_high", title: str = "Net Promoter Score by month", ylabel: str = "NPS"):
+    """A score over time with its 95% band (suppressed periods are gaps)."""
+    fig, ax = plt.subplots()
+    ax.plot(frame[x], frame[y], marker="o", markersize=4, color=PALETTE[0])
+    ax.fill_between(frame[x], frame[low], frame[high], color=PALETTE[0], alpha=0.15, linewidth=0)
+    ax.axhline(0, color="#333", linewidth=0.8)
+    ax.set(title=title, xlabel="", ylabel=ylabel)
+    if frame[high].max() <= 1:
+        ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def category_mix(frame: pd.DataFrame, label: str = "segment", title: str = "Promoters, passives and detractors"):
+    """Stacked horizontal bars of the promoter / passive / detractor shares per group, NPS written beside."""
+    rows = frame.dropna(subset=["nps"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.5 * len(rows)))
+    left = pd.Series(0.0, index=rows.index)
+    for share, color, name in [("promoter_share", PALETTE[2], "promoters"), ("passive_share", "#afb8c1", "passives"),
+                               ("detractor_share", PALETTE[4], "detractors")]:
+        ax.barh(rows[label].astype(str), rows[share], left=left, color=color, label=name)
+        left += rows[share]
+    for i, r in rows.iterrows():
+        ax.text(1.01, i, f"NPS {r.nps:+.0f}", va="center")
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=title, xlim=(0, 1.15), xlabel="")
+    ax.invert_yaxis()
+    ax.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -22,6 +22,8 @@ NON_DEFAULT = {
                        "segment": "channel", "covariates": ["channel", "device"], "horizon_days": 180, "risk_days": 14,
                        "risk_csv": "risk.csv", "alpha": 0.1, "correction": "bh", "min_segment_size": 20,
                        "min_cell_size": 5},
+    "customer_feedback": {"segment": "country", "period": "quarter", "response_window_days": 30, "alpha": 0.1,
+                          "min_cell_size": 5},
 }
 EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
@@ -29,6 +31,7 @@ EXPECTED_KEYS = {
     "cohort_retention": {"retention", "change"},
     "ab_test": {"verdict", "srm_p_value", "metrics", "churn"},
     "churn_survival": {"customers", "median_lifetime", "survival", "hazard_ratios", "rmst"},
+    "customer_feedback": {"nps", "nps_by_segment", "csat", "churn_hazard_ratio", "detractor_hazard_ratio"},
 }
 
 
