@@ -490,15 +490,19 @@ def test_cdnow_holdout_totals(validation, cdnow_orders):
     assert len(in_holdout) == 1882
     assert validation.actual_purchases == 1882 and validation.n_customers == 2357
     assert validation.holdout_days == 273  # 39 weeks
-    # The issue quotes FHL 2005: actual 1,788 vs predicted 1,714. This file gives 1,882 distinct purchase
-    # days (1,959 order rows), so the quoted pair must come from another construction (not reproducible
-    # here). Our prediction is the sum of the conditional expectations E[Y(39) | x, t_x, T] (1,653.4; the
-    # unconditional cohort forecast Σ E[X(T_i+39)] − E[X(T_i)] is 1,666.7); checked within 5% of the quoted
-    # 1,714 (it is 3.5% below) and exactly against the per-customer sum.
-    assert validation.predicted_purchases == pytest.approx(1714, rel=0.05)
-    assert validation.predicted_purchases == pytest.approx(1653.41, abs=0.01)
-    assert validation.relative_error == pytest.approx(1653.41 / 1882 - 1, abs=1e-5)
-    c = validation.customers
+    # Predicted = Σ E[Y(39) | x, t_x, T]; checked against FHL 2005 eq. 10 written out independently here with
+    # scipy's hyp2f1. (A quoted "1,788 actual vs 1,714 predicted" could not be reproduced from this file —
+    # it has 1,882 distinct purchase days — so no published total is asserted.)
+    from scipy.special import hyp2f1
+
+    m, c = validation.model, validation.customers
+    x, tx, T, t = c["frequency"].to_numpy(float), c["recency"].to_numpy(float), c["T"].to_numpy(float), 39.0
+    z = t / (m.alpha_ + T + t)
+    head = (m.a_ + m.b_ + x - 1) / (m.a_ - 1)
+    body = 1 - ((m.alpha_ + T) / (m.alpha_ + T + t)) ** (m.r_ + x) * hyp2f1(m.r_ + x, m.b_ + x, m.a_ + m.b_ + x - 1, z)
+    alive = 1 + (x > 0) * m.a_ / (m.b_ + x - 1) * ((m.alpha_ + T) / (m.alpha_ + tx)) ** (m.r_ + x)
+    assert validation.predicted_purchases == pytest.approx((head * body / alive).sum(), rel=1e-9)
+    assert validation.relative_error == pytest.approx(validation.predicted_purchases / 1882 - 1, rel=1e-12)
     assert validation.mae == pytest.approx(np.mean(np.abs(c.predicted_purchases - c.holdout_purchases)))
     # same fit as the calibration-only fixture reproduces the published parameters
     assert validation.model.r_ == pytest.approx(0.243, abs=5e-4) and validation.model.time_unit_days_ == 7.0
