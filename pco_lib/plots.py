@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -227,5 +228,67 @@ def category_mix(frame: pd.DataFrame, label: str = "segment", title: str = "Prom
     ax.set(title=title, xlim=(0, 1.15), xlabel="")
     ax.invert_yaxis()
     ax.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def value_histogram(values: pd.Series, title: str = "Customers by expected value"):
+    """Distribution of per-customer expected value, on a log-scaled axis (value is heavily skewed)."""
+    positive = values[values > 0]
+    fig, ax = plt.subplots()
+    bins = np.geomspace(max(positive.min(), 0.01), positive.max(), 40) if len(positive) else 10
+    ax.hist(positive, bins=bins, color=PALETTE[0])
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.axvline(values.mean(), color=PALETTE[1], linestyle="--", label=f"mean {values.mean():,.0f}")
+    ax.set(title=title, xlabel="expected value (log scale)", ylabel="customers")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def actual_vs_predicted(by_frequency: pd.DataFrame, title: str = "Holdout purchases: actual vs predicted"):
+    """Mean actual and predicted holdout purchases per calibration frequency (Fader, Hardie & Lee 2005, fig. 3)."""
+    rows = by_frequency.dropna(subset=["actual", "predicted"])
+    long = rows.melt(id_vars="frequency", value_vars=["actual", "predicted"], var_name="", value_name="purchases")
+    fig, ax = plt.subplots()
+    sns.barplot(data=long, x="frequency", y="purchases", hue="", palette=[PALETTE[5], PALETTE[0]], ax=ax)
+    ax.set(title=title, xlabel="purchases in the calibration period (repeat)", ylabel="mean purchases in the holdout")
+    ax.legend(title=None)
+    fig.tight_layout()
+    return fig
+
+
+def value_concentration(deciles: pd.DataFrame, title: str = "How value is concentrated"):
+    """Cumulative share of value by decile of customers (most valuable first), against equal shares."""
+    fig, ax = plt.subplots()
+    x = [0.0] + list(deciles.decile / 10)
+    y = [0.0] + list(deciles.cumulative_share)
+    ax.plot(x, y, marker="o", color=PALETTE[0], label="customers ranked by value")
+    ax.plot([0, 1], [0, 1], color="#57606a", linestyle=":", label="equal value")
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=title, xlabel="share of customers (most valuable first)", ylabel="share of expected value")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def retention_projection(contractual: pd.DataFrame, horizon: int = 36,
+                         title: str = "Subscriptions: observed and projected"):
+    """Per plan, the observed share still subscribed after each 30-day period and the sBG projection."""
+    from scipy import special
+
+    fig, ax = plt.subplots()
+    t = range(horizon + 1)
+    for color, r in zip(PALETTE, contractual.itertuples()):
+        ax.plot(range(len(r.curve)), r.curve, "o", color=color, markersize=4)
+        fitted = [float(np.exp(special.betaln(r.alpha, r.beta + k) - special.betaln(r.alpha, r.beta))) for k in t]
+        ax.plot(list(t), fitted, color=color, label=f"{r.plan} (sBG α={r.alpha:.2f}, β={r.beta:.2f})")
+    ax.axvline(len(contractual.curve.iloc[0]) - 1, color="#57606a", linestyle=":", linewidth=1)
+    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=title, xlabel="periods of 30 days since the start (dots: observed; lines: model)",
+           ylabel="still subscribed", ylim=(0, 1.02))
+    ax.legend()
     fig.tight_layout()
     return fig

@@ -772,3 +772,37 @@ def test_recovery_on_the_sample_business(tmp_path):
         assert abs(gg.params_[name] - true_gg[name]) < 3 * gg.summary.loc[name, "se(coef)"], name
     mean_se = _delta_se(gg, lambda th: th[0] * th[2] / (th[1] - 1))
     assert abs(gg.mean_spend() - true_gg["mean_order_value"]) < 3 * mean_se
+
+
+def test_subscription_value_counts_the_cohort_by_hand():
+    until = pd.Timestamp("2026-01-01")
+    day = pd.Timedelta(days=1)
+    start = until - 400 * day  # observed for more than 12 periods of 30 days
+    ends = [start + 30 * k * day for k in (1, 1, 2, 3, 5, 12, 13)] + [pd.NaT] * 3
+    subs = pd.DataFrame({"started_at": [start] * 10 + [until - 100 * day], "ended_at": ends + [pd.NaT],
+                         "plan": ["a"] * 11, "mrr": [10.0] * 11})
+    out = clv.subscription_value(subs, until, discount_rate_per_year=0.1, periods=12, min_customers=5).iloc[0]
+    # the late starter is not in the cohort; still subscribed after k periods: ended after more than k
+    alive = [10, 8, 7, 6, 6, 5, 5, 5, 5, 5, 5, 5, 4]
+    assert out.curve == [a / 10 for a in alive] and out.customers == 10
+    ref = ShiftedBetaGeometric().fit(alive)
+    d = 1.1 ** (30 / 365.25) - 1
+    assert (out.alpha, out.beta) == pytest.approx((ref.alpha_, ref.beta_))
+    assert out.value == pytest.approx(ref.derl(d) * 10.0)
+    assert clv.subscription_value(subs, until, 0.1, min_customers=11).empty  # too few: left out
+
+
+def test_report_readout_on_the_tiny_sample(tiny_sample):
+    from pco_lib import data
+
+    readout = clv.analyze(data.connect(tiny_sample), model="mbgnbd", horizon_days=365, segment="channel")
+    v = readout.values
+    assert {"customer_id", "p_alive", "expected_purchases", "expected_spend", "clv", "channel"} <= set(v.columns)
+    assert readout.model.time_unit_days_ == 7.0 and readout.validation is not None
+    cards, hidden = clv.headlines(readout)
+    assert dict((k, x) for k, x, *_ in cards)["mean_clv"] == pytest.approx(v.clv.mean())
+    assert set(hidden["parameters"]["mbgnbd"]) == {"r", "alpha", "a", "b"}
+    points = clv.summary_points(readout)
+    assert "next year" in points[0] and not any(cid in " ".join(points) for cid in v.customer_id)
+    with pytest.raises(ClvError, match="model must be one of"):
+        clv.analyze(data.connect(tiny_sample), model="magic")

@@ -22,6 +22,9 @@ NON_DEFAULT = {
                        "segment": "channel", "covariates": ["channel", "device"], "horizon_days": 180, "risk_days": 14,
                        "risk_csv": "risk.csv", "alpha": 0.1, "correction": "bh", "min_segment_size": 20,
                        "min_cell_size": 5},
+    "clv": {"model": "mbgnbd", "horizon": 730, "time_unit": "day", "discount_rate": 0.05,
+            "calibration_end": "2026-03-31", "holdout_days": 90, "segment": "country", "values_csv": "v.csv",
+            "min_cell_size": 5},
     "customer_feedback": {"segment": "country", "period": "quarter", "response_window_days": 30, "alpha": 0.1,
                           "min_cell_size": 5},
 }
@@ -31,6 +34,7 @@ EXPECTED_KEYS = {
     "cohort_retention": {"retention", "change"},
     "ab_test": {"verdict", "srm_p_value", "metrics", "churn"},
     "churn_survival": {"customers", "median_lifetime", "survival", "hazard_ratios", "rmst"},
+    "clv": {"mean_clv", "total_clv", "top20_share", "parameters", "log_likelihood", "holdout", "contractual"},
     "customer_feedback": {"nps", "nps_by_segment", "csat", "churn_hazard_ratio", "detractor_hazard_ratio"},
 }
 
