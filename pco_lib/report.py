@@ -231,21 +231,62 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def export_html(notebook_path: Path, html_path: Path) -> None:
-    """The executed notebook as HTML without code cells or prompts."""
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _contents(nb) -> tuple[str, list[tuple[str, str]]]:
+    """The title (first "# " heading) and the "## " sections with nbconvert's anchors (spaces → "-")."""
+    title, toc = "", []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if line.startswith("# ") and not title:
+                title = line[2:].strip()
+            elif line.startswith("## "):
+                text = line[3:].strip()
+                toc.append((text, text.replace(" ", "-")))
+    return title, toc
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict | bool) or value is None \
+        else str(value)
+
+
+def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None) -> None:
+    """The executed notebook as one self-contained HTML page without code: nothing is loaded from the network
+    (pco's template drops nbconvert's require.js/MathJax/Mermaid scripts; CSS and figures are inlined), with a
+    header (report, data period, run date, parameters), a table of contents and a footer (versions, data
+    fingerprint, git commit) taken from the run's ``manifest``."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter = HTMLExporter(template_name="pco", extra_template_basedirs=[str(TEMPLATES)], exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True)
     nb = nbformat.read(str(notebook_path), as_version=4)
-    body, _ = exporter.from_notebook_node(nb)
+    m = manifest or {}
+    title, toc = _contents(nb)
+    versions = m.get("versions", {})
+    page = {
+        "report": m.get("report", ""), "run_id": m.get("run_id", ""), "status": m.get("status", ""),
+        "error": m.get("error"), "period": m.get("data_period", ""),
+        "run_date": _when(m["started_at"]) if m.get("started_at") else "",
+        "parameters": [(k, Path(v).name if k == "data_dir" else _shown(v)) for k, v in m.get("parameters", {}).items()],
+        "toc": toc, "version": versions.get("pco", ""), "fingerprint": m.get("data_fingerprint"),
+        "commit": (m.get("git_commit") or "")[:12] or None,
+        "versions": " · ".join(f"{k} {v}" for k, v in versions.items() if k != "pco"),
+    }
+    nb.metadata["title"] = f"{title} · {m['report']}" if title and m.get("report") else title or m.get("report", "")
+    body, _ = exporter.from_notebook_node(nb, resources={"pco": page})
     html_path.write_text(body, encoding="utf-8")
 
 
-def _check_data(data_dir: Path) -> str:
-    """Validate the data folder before any kernel starts; return its fingerprint."""
+def _check_data(data_dir: Path) -> tuple[str, str]:
+    """Validate the data folder before any kernel starts; return its fingerprint and the period it covers."""
     from .checks import check_source
     from .data import DataError, connect
+    from .overview import observed_period
 
     try:
         source = connect(data_dir)
@@ -254,7 +295,8 @@ def _check_data(data_dir: Path) -> str:
     report = check_source(source, location=str(data_dir))
     if not report.ok:
         raise ReportError(f"the data in {data_dir} did not pass validation:\n{report.summary()}", code=1)
-    return source.fingerprint()
+    first, last = observed_period(source)
+    return source.fingerprint(), f"{first:%d %b %Y} – {last:%d %b %Y}"
 
 
 def run_report(
@@ -285,13 +327,13 @@ def run_report(
         values["data_dir"] = str(Path(data_dir).resolve())
     full = {p.name: p.default for p in schema} | values
 
-    fingerprint = None
+    fingerprint = period = None
     if "data_dir" in full:
         data_path = Path(full["data_dir"])
         if not data_path.is_absolute():
             data_path = (notebook.parent / data_path).resolve()
             values["data_dir"] = full["data_dir"] = str(data_path)
-        fingerprint = _check_data(data_path)
+        fingerprint, period = _check_data(data_path)
 
     out_dir = Path(out_dir)
     report_dir = out_dir / report
@@ -324,15 +366,6 @@ def run_report(
         error = f"{type(exc).__name__}: {exc}"
     duration = time.perf_counter() - t0
 
-    results = {}
-    if executed.exists():
-        try:
-            results = collect_results(nbformat.read(str(executed), as_version=4))
-            export_html(executed, staging / "report.html")
-        except Exception as exc:  # keep the run debuggable even if export fails
-            if status == "succeeded":
-                status, error = "failed", f"HTML export failed: {exc}"
-    _write_json(staging / "results.json", results)
     manifest = {
         "report": report,
         "run_id": run_id,
@@ -340,12 +373,23 @@ def run_report(
         "error": error,
         "parameters": full,
         "data_fingerprint": fingerprint,
+        "data_period": period,
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round(duration, 2),
         "git_commit": _git_commit(),
         "versions": _versions(),
         "platform": platform.platform(),
     }
+    results = {}
+    if executed.exists():
+        try:
+            results = collect_results(nbformat.read(str(executed), as_version=4))
+            export_html(executed, staging / "report.html", manifest)
+        except Exception as exc:  # keep the run debuggable even if export fails
+            if manifest["status"] == "succeeded":
+                manifest["status"], manifest["error"] = "failed", f"HTML export failed: {exc}"
+    status, error = manifest["status"], manifest["error"]
+    _write_json(staging / "results.json", results)
     _write_json(staging / "manifest.json", manifest)
     final = report_dir / run_id
     os.rename(staging, final)  # atomic publish

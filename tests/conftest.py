@@ -1,3 +1,5 @@
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,3 +15,53 @@ def tiny_sample(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "sample"
     generate_sample(out, customers=1500, seed=7, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (the system's, driven by Playwright), or None when there is none — unless
+    PCO_REQUIRE_BROWSER is set (CI), where a missing browser fails."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if executable is None or sync_playwright is None:
+        message = "no Chromium (apt-get install chromium) or no playwright: the browser test cannot run"
+        if os.environ.get("PCO_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        yield None
+        return
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def open_offline(browser, html: Path, screenshot: Path | None = None) -> dict:
+    """Load a report in the browser with the network cut off: every request other than the file itself is
+    aborted and recorded. Returns the console messages, page errors, failed and outside requests, the number
+    of visible code cells and the page title."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    seen = {"console": [], "errors": [], "failed": [], "outside": []}
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:")):
+            r.continue_()
+        else:
+            seen["outside"].append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: seen["console"].append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    page.on("requestfailed", lambda r: seen["failed"].append(r.url))
+    page.goto(html.resolve().as_uri())
+    page.wait_for_load_state("load")
+    seen["code_cells"] = page.locator(".jp-CodeCell .jp-InputArea:visible").count()
+    seen["title"] = page.title()
+    seen["summary_visible"] = page.locator(".pco-summary").first.is_visible()
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=False)
+    page.close()
+    return seen

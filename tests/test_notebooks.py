@@ -7,6 +7,7 @@ its non-default parameters and its expected results.json keys here.
 import json
 
 import pytest
+from conftest import open_offline
 
 from pco_lib.report import list_reports, run_report
 
@@ -45,7 +46,7 @@ def test_every_report_has_a_contract_entry():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("report", sorted(NON_DEFAULT))
-def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path):
+def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, browser):
     result = run_report(report, data_dir=tiny_sample, out_dir=tmp_path, params=NON_DEFAULT[report])
     assert result.ok, result.error
     results = json.loads((result.folder / "results.json").read_text())
@@ -55,6 +56,15 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path):
         assert manifest["parameters"][name] == value
     html = (result.folder / "report.html").read_text()
     assert "pco-summary" in html, "the report has no summary box"
+    assert "<script src=" not in html, "the report loads a script"
+    if browser is not None:  # always in CI (PCO_REQUIRE_BROWSER)
+        seen = open_offline(browser, result.folder / "report.html", tmp_path / f"{report}.png")
+        assert seen["outside"] == [], "the report asks for something on the network"
+        assert seen["failed"] == [] and seen["errors"] == []
+        assert [m for m in seen["console"] if m.startswith(("error", "warning"))] == []
+        assert seen["code_cells"] == 0, "code is visible"
+        assert seen["summary_visible"] and report in seen["title"]
+        assert (tmp_path / f"{report}.png").stat().st_size > 10_000  # a real screenshot
     assert "from pco_lib" not in html, "code is visible in the HTML"
     assert "data:image/png;base64" in html, "the report has no embedded chart"
 
@@ -96,3 +106,13 @@ def test_churn_survival_writes_scores_beside_the_report_and_never_into_the_html(
     assert set(result.results["survival"]) == {"basic", "pro", "premium"}
     for hr in result.results["hazard_ratios"].values():
         assert hr["ci_low"] <= hr["hazard_ratio"] <= hr["ci_high"]
+
+
+def test_the_browser_check_catches_a_page_that_needs_the_network(tmp_path, browser):
+    if browser is None:
+        pytest.skip("no browser here")
+    page = tmp_path / "cdn.html"
+    page.write_text("<html><head><title>x</title><script src='https://cdn.example.org/lib.js'></script></head>"
+                    "<body><div class='pco-summary'>s</div><script>console.error('boom')</script></body></html>")
+    seen = open_offline(browser, page)
+    assert seen["outside"] == ["https://cdn.example.org/lib.js"] and any("boom" in m for m in seen["console"])
