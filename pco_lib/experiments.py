@@ -317,6 +317,17 @@ def sample_ratio_check(counts: dict[str, int], weights: dict[str, float],
                        dict(zip(variants, expected.tolist())), p, p < threshold)
 
 
+def wilson_interval(successes, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a proportion (same as statsmodels ``proportion_confint(method="wilson")``)."""
+    k, n = np.asarray(successes, float), np.asarray(n, float)
+    z = stats.norm.ppf(1 - alpha / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return centre - half, centre + half
+
+
 def adjust_p_values(p_values: list[float], method: str = "holm") -> list[float]:
     """Holm (family-wise error) or Benjamini–Hochberg (false discovery rate) adjusted p-values."""
     from statsmodels.stats.multitest import multipletests

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from .data import DataError, DataSource
+from .experiments import wilson_interval
 from .privacy import suppress_small_cells
 from .survival import MISSING, contractual_lifetimes
 
@@ -78,17 +79,6 @@ def nps(promoters, detractors, answers, alpha: float = 0.05) -> tuple[float, flo
     return score, se, score - z * se, score + z * se
 
 
-def wilson(successes, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a proportion."""
-    k, n = np.asarray(successes, float), np.asarray(n, float)
-    z = stats.norm.ppf(1 - alpha / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = k / n
-        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return centre - half, centre + half
-
-
 def nps_table(counts: pd.DataFrame, alpha: float = 0.05, min_cell_size: int = 10) -> pd.DataFrame:
     """NPS with interval, category shares and CSAT per row of :func:`survey_counts`; groups with fewer
     than ``min_cell_size`` answers are suppressed."""
@@ -100,7 +90,7 @@ def nps_table(counts: pd.DataFrame, alpha: float = 0.05, min_cell_size: int = 10
     with np.errstate(divide="ignore", invalid="ignore"):
         out["csat"] = np.where(out.csat_answers > 0, out.csat_satisfied / out.csat_answers, np.nan)
         out["csat_mean"] = np.where(out.csat_answers > 0, out.csat_sum / out.csat_answers, np.nan)
-    out["csat_ci_low"], out["csat_ci_high"] = wilson(out.csat_satisfied, out.csat_answers, alpha)
+    out["csat_ci_low"], out["csat_ci_high"] = wilson_interval(out.csat_satisfied, out.csat_answers, alpha)
     keys = [c for c in ("segment", "period") if c in out]
     values = [c for c in out.columns if c not in keys and c != "answers"]
     return suppress_small_cells(out, "answers", min_cell_size, value_columns=values)
@@ -143,7 +133,7 @@ def response_rates(source: DataSource, segment: str | None = None, response_wind
     out = j.group_by("segment").aggregate(customers=j.count(), responded=j.answered.sum()).order_by("segment")
     out = out.to_pandas()
     out["response_rate"] = out.responded / out.customers
-    out["ci_low"], out["ci_high"] = wilson(out.responded, out.customers, alpha)
+    out["ci_low"], out["ci_high"] = wilson_interval(out.responded, out.customers, alpha)
     return suppress_small_cells(out, "customers", min_cell_size)
 
 

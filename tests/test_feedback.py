@@ -26,15 +26,6 @@ def test_nps_standard_error_matches_its_sampling_spread():
     assert np.std(scores) == pytest.approx(se, rel=0.02)  # 20,000 draws: SD known to ±1%
 
 
-def test_wilson_matches_statsmodels():
-    from statsmodels.stats.proportion import proportion_confint
-
-    low, high = fb.wilson(np.array([3, 40, 97]), np.array([10, 100, 100]))
-    ref = proportion_confint([3, 40, 97], [10, 100, 100], method="wilson")
-    np.testing.assert_allclose(low, ref[0], rtol=1e-12)
-    np.testing.assert_allclose(high, ref[1], rtol=1e-12)
-
-
 def test_segment_differences_and_the_chi_square_test():
     counts = pd.DataFrame({"segment": ["a", "b", "c"], "answers": [200, 100, 5], "promoters": [100, 30, 2],
                            "passives": [60, 30, 2], "detractors": [40, 40, 1]})

@@ -1,0 +1,459 @@
+"""Lifecycle stages, RFM, lookalikes, re-engagement timing and lead conversion: hand-built cases checked by
+hand, statistics against scipy/statsmodels, and recovery of the sample business's truth."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from pco_lib import data
+from pco_lib import segments as sg
+
+D = pd.Timestamp("2025-12-31")  # as_of in the hand-built cases
+
+
+def at(days_before: float, hour: int = 12) -> pd.Timestamp:
+    """A moment ``days_before`` calendar days before D (at noon by default)."""
+    return (D - pd.Timedelta(days=days_before)).normalize() + pd.Timedelta(hours=hour)
+
+
+def frames(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """customers and orders from {customer_id: (conversion days before D, [(order days before D, revenue)])}."""
+    customers = pd.DataFrame({"customer_id": list(spec), "converted_at": [at(v[0], 9) for v in spec.values()],
+                              "channel": ["a" if i % 2 else "b" for i in range(len(spec))]})
+    rows = [(cid, at(d), rev) for cid, (_, orders) in spec.items() for d, rev in orders]
+    orders = pd.DataFrame(rows, columns=["customer_id", "ordered_at", "revenue"])
+    orders.insert(0, "order_id", [f"o{i}" for i in range(len(orders))])
+    return customers, orders
+
+
+# --------------------------------------------------------------------------------------------------
+# Lifecycle stages
+# --------------------------------------------------------------------------------------------------
+
+# Revenue kept equal (10 per order) so that, with the defaults, VIP = customers nobody out-spends by much:
+# the VIP rule is checked separately below with vip_min_orders / ranked revenues.
+STAGE_CASES = {
+    # customer: (converted days ago, orders [(days ago, revenue)], expected stage)
+    "new_10": (10, [(10, 10.0)], "new"),
+    "new_89": (89, [(89, 10.0)], "new"),  # 89 < 90: still new
+    "one_time_90": (90, [(90, 10.0)], "one_time"),  # 90 days: no longer new, quiet 90 is not > 90
+    "risk_91": (91, [(91, 10.0)], "at_risk"),  # quiet 91 > 90
+    "risk_180": (180, [(180, 10.0)], "at_risk"),  # quiet 180 is not > 180
+    "lapsed_181": (181, [(181, 10.0)], "lapsed"),
+    "signup_only_new": (5, [], "new"),  # no order yet, converted 5 days ago
+    "signup_only_quiet": (95, [], "at_risk"),  # no order, quiet since conversion 95 days
+    "repeat_40": (100, [(100, 10.0), (50, 10.0), (20, 10.0)], "repeat"),  # gap 40 → at risk after 60; quiet 20
+    "gap_30_ok": (50, [(50, 10.0), (30, 10.0)], "repeat"),  # gap 20 → 1.5×20 = 30 → floor 30; quiet 30
+    "gap_31_risk": (51, [(51, 10.0), (31, 10.0)], "at_risk"),  # same gap, quiet 31 > 30
+    "gap_60_ok": (100, [(100, 10.0), (60, 10.0)], "repeat"),  # gap 40 → 60; quiet 60 is not > 60
+    "gap_61_risk": (101, [(101, 10.0), (61, 10.0)], "at_risk"),  # quiet 61 > 60
+    "slow_buyer": (400, [(400, 10.0), (200, 10.0), (91, 10.0)], "at_risk"),  # gap 154.5 → 90 caps; quiet 91
+    "same_day_pair": (5, [(5, 10.0), (5, 10.0)], "repeat"),  # 2 orders (rows) = repeat, one purchase day
+}
+
+
+def test_every_stage_rule_and_its_boundaries():
+    customers, orders = frames({k: v[:2] for k, v in STAGE_CASES.items()})
+    later = pd.DataFrame({"order_id": ["late"], "customer_id": ["risk_91"], "ordered_at": [D + pd.Timedelta(days=1)],
+                          "revenue": [10.0]})
+    future = pd.DataFrame({"customer_id": ["future"], "converted_at": [D + pd.Timedelta(days=2)], "channel": ["a"]})
+    rules = sg.StageRules(vip_min_orders=99)  # no VIP here; the VIP rule has its own test
+    got = sg.customer_stages(pd.concat([customers, future]), pd.concat([orders, later]), D, rules)
+    stages = got.set_index("customer_id")["stage"]
+    assert "future" not in stages.index  # converts after as_of
+    assert stages.to_dict() == {k: v[2] for k, v in STAGE_CASES.items()}
+    row = got.set_index("customer_id").loc["repeat_40"]
+    assert (row.orders, row.days_quiet, row.days_since_conversion, row.typical_gap_days) == (3, 20, 100, 40.0)
+    assert got.set_index("customer_id").loc["risk_91", "orders"] == 1  # the order after as_of is ignored
+    assert math.isnan(got.set_index("customer_id").loc["same_day_pair", "typical_gap_days"])
+
+
+def test_the_rules_are_parameters():
+    customers, orders = frames({k: v[:2] for k, v in STAGE_CASES.items()})
+    rules = sg.StageRules(new_days=120, at_risk_gap_multiple=None, lapsed_days=500, at_risk_days=100,
+                          vip_min_orders=99)
+    stages = sg.customer_stages(customers, orders, D, rules).set_index("customer_id")["stage"]
+    assert stages["risk_91"] == "new"  # 91 < 120
+    assert stages["gap_61_risk"] == "repeat"  # without the gap rule the threshold is 100 days
+    assert stages["lapsed_181"] == "at_risk" and stages["risk_180"] == "at_risk"
+    with pytest.raises(sg.SegmentError, match="vip_share"):
+        sg.StageRules(vip_share=1.5)
+    with pytest.raises(sg.SegmentError, match="at_risk_days"):
+        sg.StageRules(at_risk_days=200, lapsed_days=100)
+
+
+def test_vip_is_the_top_share_of_buyers_in_the_window():
+    # 20 active repeat buyers with window revenues 1..20, plus one big spender outside the window (lapsed)
+    spec = {f"c{i:02d}": (300, [(300, 1.0), (10, float(i))]) for i in range(1, 21)}
+    spec["old_whale"] = (700, [(700, 5000.0), (400, 5000.0)])
+    customers, orders = frames(spec)
+    stages = sg.customer_stages(customers, orders, D).set_index("customer_id")["stage"]
+    # in the window (day > D − 365): c01..c20 only (their day-300 order counts too: revenue i + 1);
+    # 20 buyers × 10% = 2: VIP when fewer than 2 buyers spent more → c20 and c19
+    assert sorted(stages[stages == "vip"].index) == ["c19", "c20"]
+    assert stages["old_whale"] == "lapsed" and stages["c18"] == "repeat"
+    # ties at the boundary all get in: c18 now spends as much as c19
+    orders.loc[(orders.customer_id == "c18") & (orders.revenue == 18.0), "revenue"] = 19.0
+    stages = sg.customer_stages(customers, orders, D).set_index("customer_id")["stage"]
+    assert sorted(stages[stages == "vip"].index) == ["c18", "c19", "c20"]
+    # the alternative rule: at least N orders in the window
+    stages = sg.customer_stages(customers, orders, D, sg.StageRules(vip_min_orders=2)).set_index("customer_id")
+    assert (stages.loc[[f"c{i:02d}" for i in range(1, 21)], "stage"] == "vip").all()
+
+
+def test_leads_without_a_customer_yet_are_leads():
+    customers, orders = frames({"x": (10, [(10, 5.0)]), "y": (-3, [])})  # y converts 3 days after D
+    leads = pd.DataFrame({
+        "lead_id": ["L1", "L2", "L3", "L4", "L5"],
+        "created_at": [at(5), at(-1), at(20), at(30), at(400)],
+        "source": ["s", "s", "t", "t", "s"],
+        "customer_id": [None, None, "y", "x", None],
+    })
+    got = sg.customer_stages(customers, orders, D, leads=leads).set_index("key")
+    assert got.loc["x", "stage"] == "new"  # L4 became customer x: not a lead
+    assert got.loc["lead:L1", "stage"] == "lead" and pd.isna(got.loc["lead:L1", "customer_id"])
+    assert got.loc["y", "stage"] == "lead"  # L3: its customer converts after as_of
+    assert "lead:L2" not in got.index  # created after as_of
+    assert got.loc["lead:L5", "stage"] == "lead"
+    fresh = sg.customer_stages(customers, orders, D, sg.StageRules(lead_max_age_days=365), leads=leads)
+    assert "lead:L5" not in set(fresh["key"])  # 400 days old: stale
+    counts = sg.stage_counts(customers, orders, D, leads=leads, min_cell_size=1).set_index("stage")
+    assert counts.loc["lead", "customers"] == 3 and counts.loc["new", "customers"] == 1
+    assert list(counts.index) == list(sg.STAGES)
+    by_source = sg.stage_counts(customers, orders, D, leads=leads, by="channel", lead_by="source", min_cell_size=1)
+    leads_by = by_source[by_source.stage == "lead"].set_index("channel").customers.dropna()
+    assert leads_by.to_dict() == {"s": 2, "t": 1}  # every open lead by its own source (L1, L5: s; L3: t)
+
+
+def test_stage_counts_by_segment_with_small_cells_suppressed():
+    customers, orders = frames({k: v[:2] for k, v in STAGE_CASES.items()})
+    rules = sg.StageRules(vip_min_orders=99)
+    out = sg.stage_counts(customers, orders, D, rules, by="channel", min_cell_size=1)
+    assert out.customers.sum() == len(STAGE_CASES)
+    assert np.allclose(out.groupby("channel").share.sum(), 1.0)
+    hidden = sg.stage_counts(customers, orders, D, rules, by="channel", min_cell_size=2)
+    small = out.customers.fillna(0) < 2  # zero cells are hidden too (privacy.suppress_small_cells)
+    assert hidden.suppressed.tolist() == small.tolist()
+    assert hidden.loc[small, ["customers", "share"]].isna().all().all()
+    assert (hidden.loc[~small, "customers"] == out.loc[~small, "customers"]).all()
+
+
+def test_transition_matrix_by_hand():
+    d1, d2 = D - pd.Timedelta(days=100), D
+    # stages at d1 (as_of = D − 100) and at D:
+    spec = {
+        "n1": (110, [(110, 1.0)]),  # d1: new (10 days) → D: at_risk (quiet 110)
+        "n2": (105, [(105, 1.0), (20, 1.0)]),  # d1: new → D: repeat (gap 85 → 90 cap; quiet 20)
+        "r1": (300, [(300, 1.0), (200, 1.0), (150, 1.0), (5, 1.0)]),  # d1: repeat (gap 75, quiet 50) → repeat
+        "l1": (400, [(400, 1.0)]),  # d1: lapsed (quiet 300) → lapsed
+        "x1": (30, [(30, 1.0)]),  # converts after d1 → (not yet) → new
+    }
+    customers, orders = frames(spec)
+    leads = pd.DataFrame({"lead_id": ["A", "B"], "created_at": [at(120), at(150)], "source": ["s", "s"],
+                          "customer_id": ["x1", None]})
+    tr = sg.stage_transitions(customers, orders, d1, d2, sg.StageRules(vip_min_orders=99), leads=leads,
+                              min_cell_size=1)
+    c = tr.counts
+    assert c.loc["new", "at_risk"] == 1 and c.loc["new", "repeat"] == 1 and c.loc["new", "total"] == 2
+    assert c.loc["repeat", "repeat"] == 1 and c.loc["lapsed", "lapsed"] == 1
+    assert c.loc["lead", "new"] == 1  # lead A became customer x1
+    assert c.loc["lead", "lead"] == 1  # lead B is still open
+    assert np.nansum(c.drop(columns="total").to_numpy()) == 6  # empty cells are hidden like small ones
+    assert tr.shares.loc["new", "at_risk"] == 0.5 and tr.shares.loc["new", "repeat"] == 0.5
+    assert np.allclose(tr.shares.loc[["new", "repeat", "lapsed", "lead"]].sum(axis=1), 1.0)
+    long = tr.to_frame()
+    assert long.loc[(long.stage_from == "new") & (long.stage_to == "at_risk"), "customers"].item() == 1
+    hidden = sg.stage_transitions(customers, orders, d1, d2, sg.StageRules(vip_min_orders=99), leads=leads,
+                                  min_cell_size=2)
+    assert np.isnan(hidden.counts.loc["new", "at_risk"]) and hidden.counts.loc["new", "total"] == 2
+    assert np.isnan(hidden.shares.loc["new", "at_risk"])
+    with pytest.raises(sg.SegmentError, match="after"):
+        sg.stage_transitions(customers, orders, d2, d1)
+
+
+# --------------------------------------------------------------------------------------------------
+# RFM
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rfm_segment_map_cell_by_cell():
+    expected = {  # rows R = 5..1, columns F = 1..5: the R×F grid written out by hand
+        5: ["New customers", "Potential loyalists", "Potential loyalists", "Champions", "Champions"],
+        4: ["Promising", "Potential loyalists", "Potential loyalists", "Loyal", "Loyal"],
+        3: ["About to sleep", "About to sleep", "Need attention", "Loyal", "Loyal"],
+        2: ["Hibernating", "Hibernating", "At risk", "At risk", "Can't lose them"],
+        1: ["Lost", "Hibernating", "At risk", "At risk", "Can't lose them"],
+    }
+    for r, row in expected.items():
+        for f, name in zip(range(1, 6), row):
+            assert sg.rfm_segment(r, f) == name, (r, f)
+    with pytest.raises(sg.SegmentError):
+        sg.rfm_segment(0, 3)
+
+
+def test_rfm_scores_and_segments_by_hand():
+    # 10 customers: last order days ago, number of orders, revenue per order
+    spec = {
+        "a": (1, 9, 50.0), "b": (2, 8, 40.0), "c": (3, 1, 500.0), "d": (10, 5, 10.0), "e": (10, 5, 10.0),
+        "f": (30, 2, 5.0), "g": (60, 1, 5.0), "h": (90, 3, 20.0), "i": (200, 7, 30.0), "j": (300, 1, 1.0),
+    }
+    orders = pd.DataFrame([(cid, at(last + k), rev) for cid, (last, n, rev) in spec.items() for k in range(n)],
+                          columns=["customer_id", "ordered_at", "revenue"])
+    got = sg.rfm_table(orders, D).set_index("customer_id")
+    # score = ⌊5 k / 10⌋ + 1, k = customers strictly worse (recency: more days quiet is worse)
+    # recency days: a1 b2 c3 d10 e10 f30 g60 h90 i200 j300 → worse counts 9 8 7 5 5 4 3 2 1 0
+    assert got.r_score.to_dict() == dict(a=5, b=5, c=4, d=3, e=3, f=3, g=2, h=2, i=1, j=1)
+    # frequency: a9 b8 c1 d5 e5 f2 g1 h3 i7 j1 → worse counts 9 8 0 5 5 3 0 4 7 0
+    assert got.f_score.to_dict() == dict(a=5, b=5, c=1, d=3, e=3, f=2, g=1, h=3, i=4, j=1)
+    # monetary: a450 b320 c500 d50 e50 f10 g5 h60 i210 j1 → worse counts 8 7 9 3 3 2 1 5 6 0
+    assert got.m_score.to_dict() == dict(a=5, b=4, c=5, d=2, e=2, f=2, g=1, h=3, i=4, j=1)
+    assert got.loc["a", ["recency_days", "frequency", "monetary"]].tolist() == [1, 9, 450.0]
+    assert got.segment.to_dict() == {
+        "a": "Champions", "b": "Champions", "c": "Promising", "d": "Need attention", "e": "Need attention",
+        "f": "About to sleep", "g": "Hibernating", "h": "At risk", "i": "At risk", "j": "Lost"}
+    seg = sg.rfm_segments(orders, D, min_cell_size=2).set_index("segment")
+    assert seg.loc["Champions", "customers"] == 2 and seg.loc["Champions", "frequency"] == 8.5
+    assert seg.loc["Lost", "suppressed"] and np.isnan(seg.loc["Lost", "customers"])
+    assert sg.rfm_grid(orders, D).loc[5, 5] == 2
+
+
+def test_cohens_d_and_welch_match_scipy():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(1.0, 2.0, 40), rng.normal(0.2, 1.0, 65)
+    t, df, p = sg.welch_test(len(x), x.mean(), x.var(ddof=1), len(y), y.mean(), y.var(ddof=1))
+    ref = stats.ttest_ind(x, y, equal_var=False)
+    assert t == pytest.approx(ref.statistic, rel=1e-10) and p == pytest.approx(ref.pvalue, rel=1e-10)
+    assert df == pytest.approx(ref.df, rel=1e-10)
+    pooled = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
+    d = sg.cohens_d(len(x), x.mean(), x.var(ddof=1), len(y), y.mean(), y.var(ddof=1))
+    assert d == pytest.approx((x.mean() - y.mean()) / pooled, rel=1e-12)
+    # through the profile (moments in) and the χ² test against scipy on the same table
+    moments = pd.DataFrame({"measure": "m", "group": ["top", "rest"], "n": [len(x), len(y)],
+                            "mean": [x.mean(), y.mean()], "var": [x.var(ddof=1), y.var(ddof=1)]})
+    counts = pd.DataFrame({"column": "channel", "category": ["a", "a", "b", "b"], "group": ["top", "rest"] * 2,
+                           "customers": [25, 20, 15, 45]})
+    prof = sg.segment_profile(counts, moments, min_cell_size=10)
+    row = prof.measures.iloc[0]
+    assert row.cohens_d == pytest.approx(d) and row.p_value == pytest.approx(ref.pvalue)
+    chi = stats.chi2_contingency([[25, 20], [15, 45]], correction=False)
+    assert prof.chi_square.iloc[0].statistic == pytest.approx(chi.statistic)
+    assert prof.chi_square.iloc[0].p_value == pytest.approx(chi.pvalue)
+    cats = prof.categories.set_index("category")
+    assert cats.loc["a", "top_share"] == pytest.approx(25 / 40)
+    assert cats.loc["a", "rest_share"] == pytest.approx(20 / 65)
+    assert cats.loc["a", "difference"] == pytest.approx(25 / 40 - 20 / 65)
+    small = sg.segment_profile(counts, moments, min_cell_size=16)
+    assert small.categories.set_index("category").loc["b", "suppressed"]  # 15 top customers in b
+
+
+def test_early_behaviour_counts_the_first_days_after_conversion():
+    customers = pd.DataFrame({"customer_id": ["a", "b"], "converted_at": [at(100, 9), at(20, 9)],
+                              "channel": ["x", "y"]})
+    orders = pd.DataFrame({"customer_id": ["a", "a", "a", "a", "b"],
+                           "ordered_at": [at(100), at(71), at(70), at(101), at(20)],
+                           "revenue": [10.0, 5.0, 7.0, 3.0, 4.0]})
+    events = pd.DataFrame({"customer_id": ["a", "a", "b"], "occurred_at": [at(99), at(60), at(19)],
+                           "event": ["login"] * 3})
+    got = sg.early_behaviour_expr(customers, orders, events=events, days=30).to_pandas().set_index("customer_id")
+    # a: day 0 and day 29 count, day 30 does not, an order before conversion does not
+    assert got.loc["a", ["orders_30d", "revenue_30d", "events_30d"]].tolist() == [2, 15.0, 1]
+    assert got.loc["b", ["orders_30d", "revenue_30d", "events_30d"]].tolist() == [1, 4.0, 1]
+    frame = sg.lookalike_frame(customers, orders, D, events=events, days=30, columns=["channel"])
+    assert frame.customer_id.tolist() == ["a"]  # b's first 30 days are not complete yet (days 0..20 seen)
+
+
+# --------------------------------------------------------------------------------------------------
+# Lookalike: AUC and calibration
+# --------------------------------------------------------------------------------------------------
+
+
+def test_auc_by_hand_and_against_mann_whitney():
+    # positives 0.35, 0.8; negatives 0.1, 0.4: of 4 pairs 3 are ordered correctly
+    assert sg.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert sg.auc([0.5, 0.5], [1, 0]) == 0.5  # a tie counts one half
+    assert math.isnan(sg.auc([0.1, 0.2], [1, 1]))
+    rng = np.random.default_rng(5)
+    s = rng.integers(0, 20, 300).astype(float)  # many ties
+    y = rng.uniform(size=300) < 0.2 + 0.03 * s
+    u = stats.mannwhitneyu(s[y], s[~y]).statistic
+    assert sg.auc(s, y) == pytest.approx(u / (y.sum() * (~y).sum()), rel=1e-12)
+
+
+def test_calibration_table_bins():
+    p = np.linspace(0.01, 0.99, 100)
+    y = (np.arange(100) % 2).astype(float)
+    cal = sg.calibration_table(p, y, min_cell_size=1)
+    assert cal.customers.tolist() == [10] * 10 and cal["bin"].tolist() == list(range(1, 11))
+    assert cal.mean_predicted.iloc[0] == pytest.approx(p[:10].mean())
+    assert (cal.observed_rate == 0.5).all()
+    assert sg.calibration_table(p, y, min_cell_size=11).suppressed.all()
+
+
+# --------------------------------------------------------------------------------------------------
+# Re-engagement timing
+# --------------------------------------------------------------------------------------------------
+
+
+def test_repurchase_gaps_by_hand():
+    customers = pd.DataFrame({"customer_id": ["a", "b", "c"], "converted_at": [at(30), at(10), at(3)],
+                              "channel": ["x", "y", "x"]})
+    orders = pd.DataFrame({
+        "customer_id": ["a", "a", "a", "a", "b", "b", "c", "a"],
+        "ordered_at": [at(30), at(20, 8), at(20, 18), at(5), at(10), at(9), at(3), D + pd.Timedelta(days=3)],
+        "revenue": 1.0})
+    # purchase days: a: D−30, D−20 (twice), D−5 → gaps 10, 15; b: 1; c: none; a's order after D ignored
+    gaps = sg.repurchase_gap_expr(orders, D).to_pandas()
+    assert sorted(gaps.gap_days) == [1, 10, 15]
+    counts = sg.repurchase_gap_counts(orders, D, customers, by="channel")
+    assert counts[["segment", "gap_days", "n", "customers"]].values.tolist() == [["x", 10, 1, 1], ["x", 15, 1, 1],
+                                                                                 ["y", 1, 1, 1]]
+    summary = sg.gap_summary(sg.repurchase_gap_counts(orders, D), lead_time_days=3, min_cell_size=1).iloc[0]
+    assert summary.median_days == 10 and summary.q1_days == np.quantile([1, 10, 15], 0.25)
+    assert summary.q3_days == np.quantile([1, 10, 15], 0.75) and summary.contact_day == 7
+    assert summary.window_end_day == 20 and summary.gaps == 3 and summary.customers == 2
+    assert sg.gap_summary(sg.repurchase_gap_counts(orders, D), min_cell_size=1).contact_day.item() == 1  # 10 − 14
+
+
+def test_weighted_quantile_equals_numpy_on_expanded_rows():
+    rng = np.random.default_rng(1)
+    v, w = rng.integers(1, 60, 25), rng.integers(0, 7, 25)
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        assert sg.weighted_quantile(v, w, q) == pytest.approx(np.quantile(np.repeat(v, w), q))
+
+
+def test_contact_window_membership_by_hand():
+    # last purchase day per customer: 6, 7, 20, 21 days before D; typical gap (segment "all") 10 → contact
+    # day 10 − 3 = 7, window end 2 × 10 = 20: only the customers quiet 7 and 20 days are inside
+    orders = pd.DataFrame({"customer_id": ["p", "q", "r", "s", "p"],
+                           "ordered_at": [at(6), at(7), at(20), at(21), at(16)], "revenue": 1.0})
+    summary = pd.DataFrame({"segment": ["all"], "contact_day": [7.0], "window_end_day": [20.0],
+                            "suppressed": [False]})
+    got = sg.contact_window(orders, D, summary)
+    assert got[["customer_id", "days_since_last_order"]].values.tolist() == [["r", 20], ["q", 7]]
+    assert set(got.segment) == {"all"}
+    # by segment: each customer compared with their own segment's window; suppressed segments left out
+    customers = pd.DataFrame({"customer_id": ["p", "q", "r", "s"], "converted_at": at(30), "channel": list("xxyy")})
+    summary = pd.DataFrame({"segment": ["x", "y"], "contact_day": [5.0, 21.0], "window_end_day": [6.0, 30.0],
+                            "suppressed": [False, True]})
+    got = sg.contact_window(orders, D, summary, customers, by="channel")
+    assert got.customer_id.tolist() == ["p"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Lead conversion
+# --------------------------------------------------------------------------------------------------
+
+
+def test_wilson_interval_matches_statsmodels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    for k, n in [(0, 10), (3, 10), (10, 10), (57, 1000), (12, 45)]:
+        lo, hi = sg.wilson_interval(k, n, 0.05)
+        ref = proportion_confint(k, n, alpha=0.05, method="wilson")
+        assert (float(lo), float(hi)) == pytest.approx(ref, abs=1e-12)
+    lo, hi = sg.wilson_interval(3, 10, 0.1)
+    assert (float(lo), float(hi)) == pytest.approx(proportion_confint(3, 10, alpha=0.1, method="wilson"))
+
+
+def test_lead_time_to_convert_censors_open_leads():
+    t0 = pd.Timestamp("2025-06-01 08:00")
+    until = t0 + pd.Timedelta(days=10, hours=4, minutes=48)  # 10.2 days
+    h = pd.Timedelta(hours=1)
+    leads = pd.DataFrame({
+        "lead_id": ["A", "B", "C", "D", "E", "F"],
+        "created_at": [t0, t0, t0, until + h, t0, t0],
+        "source": ["x", "x", "x", "x", "x", "y"],
+        "customer_id": ["ca", None, "cc", None, "ce", "cf"],
+    })
+    customers = pd.DataFrame({"customer_id": ["ca", "cc", "ce", "cf"],
+                              "converted_at": [t0 + pd.Timedelta(days=2.5), until + h, t0 + h, t0 + 3 * h]})
+    rows = sg.lead_expr(leads, customers, until).to_pandas().set_index("lead_id")
+    assert "D" not in rows.index  # created after the end of the data
+    assert rows.loc["A", ["days", "converted"]].tolist() == [3, 1]  # ⌊2.5⌋ + 1
+    assert rows.loc["B", ["days", "converted"]].tolist() == [11, 0]  # open: censored at ⌊10.2⌋ + 1
+    assert rows.loc["C", ["days", "converted"]].tolist() == [11, 0]  # converts after the end: still open
+    assert rows.loc["E", ["days", "converted"]].tolist() == [1, 1]
+    counts = sg.lead_time_counts(leads, customers, observed_until=until)
+    assert counts.query("source == 'x'")[["days", "converted", "n"]].values.tolist() == [[1, 1, 1], [3, 1, 1],
+                                                                                          [11, 0, 2]]
+    timing = sg.lead_time_to_convert(counts, horizons=(2, 7, 30), min_cell_size=1)
+    x = timing.table.set_index("source").loc["x"]
+    # Kaplan–Meier: day 1: 4 at risk, 1 converts → S = 3/4; day 3: 3 at risk, 1 converts → S = 1/2; B and C
+    # censored at 11, so S stays 1/2 (not 1/4 as it would if open leads were dropped or counted as failures)
+    assert x.converted_by_2d == pytest.approx(0.25) and x.converted_by_7d == pytest.approx(0.5)
+    assert np.isnan(x.converted_by_30d)  # beyond the data
+    assert (x.leads, x.converted, x.median_days_converted) == (4, 2, 2.0)
+    conv = sg.lead_conversion(leads, customers, observed_until=until, min_cell_size=1).set_index("source")
+    assert conv.loc["x", ["leads", "converted"]].tolist() == [4, 2] and conv.loc["all", "leads"] == 5
+    lo, hi = sg.wilson_interval(2, 4)
+    assert conv.loc["x", "ci_low"] == pytest.approx(lo) and conv.loc["x", "ci_high"] == pytest.approx(hi)
+    assert sg.lead_conversion(leads, customers, observed_until=until, min_cell_size=2).set_index("source").loc[
+        "y", "suppressed"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The sample business: recovery of the truth
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    from pco_lib.sample import generate_sample
+
+    out = tmp_path_factory.mktemp("segments") / "sample"
+    truth = generate_sample(out, customers=20_000, seed=17, progress=False)
+    return data.connect(out), truth
+
+
+def test_lead_conversion_rates_recover_the_truth(sample):
+    source, truth = sample
+    conv = sg.lead_conversion(source.table("leads"), source.table("customers")).set_index("source")
+    for channel, spec in truth["channels"].items():
+        row = conv.loc[channel]
+        assert row.ci_low <= spec["lead_conversion_rate"] <= row.ci_high, channel
+    counts = sg.lead_time_counts(source.table("leads"), source.table("customers"))
+    timing = sg.lead_time_to_convert(counts).table.set_index("source")
+    # by 90 days nearly every converting lead has converted (mean delays 3–8 days)
+    for channel, spec in truth["channels"].items():
+        assert timing.loc[channel, "converted_by_90d"] == pytest.approx(spec["lead_conversion_rate"], rel=0.1)
+
+
+def test_median_repurchase_gap_follows_the_purchase_rate(sample):
+    source, truth = sample
+    counts = sg.repurchase_gap_counts(source.table("orders"), "2026-09-30", source.table("customers"), by="channel")
+    summary = sg.gap_summary(counts).set_index("segment")
+    rate = {c: v["bgnbd"]["r"] / v["bgnbd"]["alpha"] for c, v in truth["channels"].items()}  # mean λ per week
+    channels = sorted(rate)
+    rho = stats.spearmanr([rate[c] for c in channels], [summary.loc[c, "median_days"] for c in channels]).statistic
+    assert rho < -0.8  # faster buyers, shorter gaps
+    fastest, slowest = max(rate, key=rate.get), min(rate, key=rate.get)
+    assert summary.loc[fastest, "median_days"] < summary.loc[slowest, "median_days"]
+    inside = sg.contact_window(source.table("orders"), "2026-09-30", summary.reset_index(), source.table("customers"),
+                               by="channel")
+    joined = inside.merge(summary, left_on="segment", right_index=True)
+    assert len(inside) and (joined.days_since_last_order >= joined.contact_day_y).all()
+
+
+def test_sample_stages_rfm_profile_and_lookalike_hang_together(sample):
+    source, _ = sample
+    c, o, e, leads = (source.table(n) for n in ("customers", "orders", "events", "leads"))
+    as_of = "2026-06-30"
+    counts = sg.stage_counts(c, o, as_of)
+    n_customers = int(c.filter(c.converted_at.date() <= pd.Timestamp(as_of).date()).count().to_pandas())
+    assert counts.customers.sum() == n_customers
+    tr = sg.stage_transitions(c, o, "2026-03-31", as_of, leads=leads, min_cell_size=1)
+    # every customer and open lead at the end comes from some row
+    at_end = sg.stage_counts(c, o, as_of, leads=leads, min_cell_size=1).set_index("stage").customers
+    assert (tr.counts.drop(columns="total").sum().reindex(at_end.index) == at_end).all()
+    prof = sg.profile_top_segment(c, o, as_of, events=e)
+    m = prof.measures.set_index("measure")
+    assert m.loc["orders_30d", "cohens_d"] > 0 and m.loc["orders_30d", "p_value"] < 1e-6
+    chi = prof.chi_square.set_index("column")
+    assert chi.loc["channel", "p_value"] < 1e-6  # channels differ in purchase rates by design
+    model = sg.lookalike(c, o, as_of, events=e)
+    assert 0.6 < model.auc < 1 and model.calibration.customers.sum() == model.holdout_customers
+    assert list(model.scores.columns) == ["customer_id", "converted", "score"]
+    assert model.scores.score.between(0, 1).all() and model.scores.customer_id.is_unique
