@@ -292,3 +292,63 @@ def retention_projection(contractual: pd.DataFrame, horizon: int = 36,
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def stage_bars(stages: pd.DataFrame, title: str = "Customers by lifecycle stage"):
+    """Horizontal bars of customers per stage (suppressed stages left out), count and share written on each."""
+    rows = stages.dropna(subset=["customers"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.5 * len(rows)))
+    ax.barh(rows.stage.str.replace("_", " "), rows.customers, color=PALETTE[0])
+    for i, r in rows.iterrows():
+        ax.text(r.customers, i, f" {r.customers:,.0f} ({r.share:.0%})", va="center")
+    ax.invert_yaxis()
+    ax.set_xlim(0, rows.customers.max() * 1.3)
+    ax.xaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
+    ax.set(title=title, xlabel="customers")
+    fig.tight_layout()
+    return fig
+
+
+def share_heatmap(shares: pd.DataFrame, title: str, xlabel: str = "", ylabel: str = "", fmt: str = ".0%",
+                  cmap: str = "Blues"):
+    """A labelled heatmap of a small matrix (row shares of a transition matrix, an RFM grid); NaN cells blank."""
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(shares)))
+    sns.heatmap(shares, annot=True, fmt=fmt, cmap=cmap, cbar=False, linewidths=0.5, ax=ax,
+                xticklabels=[str(c).replace("_", " ") for c in shares.columns],
+                yticklabels=[str(i).replace("_", " ") for i in shares.index])
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    return fig
+
+
+def gap_ranges(gaps: pd.DataFrame, title: str = "Days between purchases"):
+    """Per segment the middle half of the gaps between purchases (bar from the 1st to the 3rd quartile), the
+    median (dot) and the recommended contact day (triangle)."""
+    rows = gaps.dropna(subset=["median_days"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.5 * len(rows)))
+    y = range(len(rows))
+    ax.barh(list(y), rows.q3_days - rows.q1_days, left=rows.q1_days, color=PALETTE[0], alpha=0.35,
+            label="middle half of gaps")
+    ax.plot(rows.median_days, list(y), "o", color=PALETTE[0], label="median gap")
+    ax.plot(rows.contact_day, list(y), "v", color=PALETTE[1], markersize=9, label="contact day")
+    ax.set_yticks(list(y), rows.segment.astype(str))
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel="days after the previous purchase")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def calibration(table: pd.DataFrame, title: str = "Lookalike model: predicted vs observed"):
+    """Mean predicted probability vs observed rate per decile of prediction, against the diagonal."""
+    rows = table.dropna(subset=["mean_predicted", "observed_rate"])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = max(rows.mean_predicted.max(), rows.observed_rate.max(), 0.05) * 1.1
+    ax.plot([0, top], [0, top], color="#57606a", linestyle=":")
+    ax.plot(rows.mean_predicted, rows.observed_rate, "o-", color=PALETTE[0])
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    ax.set(title=title, xlabel="predicted", ylabel="observed", xlim=(0, top), ylim=(0, top))
+    fig.tight_layout()
+    return fig

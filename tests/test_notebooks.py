@@ -26,6 +26,9 @@ NON_DEFAULT = {
     "clv": {"model": "mbgnbd", "horizon": 730, "time_unit": "day", "discount_rate": 0.05,
             "calibration_end": "2026-03-31", "holdout_days": 90, "segment": "country", "values_csv": "v.csv",
             "min_cell_size": 5},
+    "lifecycle_segments": {"as_of": "2026-06-30", "compare_days": 60, "segment": "device", "lead_time_days": 7,
+                           "new_days": 60, "at_risk_days": 120, "lapsed_days": 240, "vip_share": 0.2, "lead_days": 30,
+                           "contacts_csv": "c.csv", "lookalike_csv": "", "min_cell_size": 5},
     "customer_feedback": {"segment": "country", "period": "quarter", "response_window_days": 30, "alpha": 0.1,
                           "min_cell_size": 5},
 }
@@ -36,6 +39,8 @@ EXPECTED_KEYS = {
     "ab_test": {"verdict", "srm_p_value", "metrics", "churn"},
     "churn_survival": {"customers", "median_lifetime", "survival", "hazard_ratios", "rmst"},
     "clv": {"mean_clv", "total_clv", "top20_share", "parameters", "log_likelihood", "holdout", "contractual"},
+    "lifecycle_segments": {"stage", "stage_counts", "rfm_segments", "contact_days", "lead_conversion",
+                           "lookalike_auc"},
     "customer_feedback": {"nps", "nps_by_segment", "csat", "churn_hazard_ratio", "detractor_hazard_ratio"},
 }
 

@@ -457,3 +457,20 @@ def test_sample_stages_rfm_profile_and_lookalike_hang_together(sample):
     assert 0.6 < model.auc < 1 and model.calibration.customers.sum() == model.holdout_customers
     assert list(model.scores.columns) == ["customer_id", "converted", "score"]
     assert model.scores.score.between(0, 1).all() and model.scores.customer_id.is_unique
+
+
+def test_report_readout_on_the_tiny_sample(tiny_sample):
+    from pco_lib import data
+
+    readout = sg.analyze(data.connect(tiny_sample), compare_days=60, segment="channel",
+                         rules=sg.StageRules(lead_max_age_days=90))
+    stages = readout.stages.set_index("stage").customers
+    customers = pd.read_parquet(tiny_sample / "customers.parquet")
+    assert stages.drop(index="lead").fillna(0).sum() <= len(customers)
+    cards, hidden = sg.headlines(readout)
+    assert set(hidden) >= {"stage_counts", "rfm_segments", "contact_days", "lead_conversion"}
+    assert hidden["lead_conversion"]["all"] == pytest.approx(len(customers) / len(
+        pd.read_parquet(tiny_sample / "leads.parquet")), rel=1e-9)
+    text = " ".join(sg.summary_points(readout))
+    assert not any(cid in text for cid in customers.customer_id)
+    assert set(readout.contacts.columns) >= {"customer_id", "segment", "days_since_last_order"}
