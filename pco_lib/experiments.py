@@ -425,8 +425,13 @@ def metric_effect(control, treatment, metric: str, alpha: float = 0.05, variant:
     return welch(_arm(control, metric), _arm(treatment, metric), alpha, metric, variant), np.nan
 
 
-def _arm(row, metric) -> ArmStats:
-    return ArmStats(int(row["n"]), float(row[f"{metric}_sum"]), float(row[f"{metric}_sumsq"]))
+def _arm(row, metric) -> ArmStats | Moments:
+    """One arm of a mean or proportion metric; a proportion's variance is p(1 − p), as in gbstats."""
+    n, total = int(row["n"]), float(row[f"{metric}_sum"])
+    if METRICS[metric] == "proportion":
+        p = total / n if n else float("nan")
+        return Moments(n, p, p * (1 - p))
+    return ArmStats(n, total, float(row[f"{metric}_sumsq"]))
 
 
 def _ratio_arm(row) -> dict:

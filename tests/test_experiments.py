@@ -11,12 +11,14 @@ from pco_lib import data
 from pco_lib.experiments import (
     ArmStats,
     ExperimentError,
+    Moments,
     adjust_p_values,
     analyze,
     bayesian_lift,
     churn_effects,
     cumulative_effects,
     cuped,
+    metric_effect,
     non_inferiority_p_value,
     ratio_effect,
     read_experiment,
@@ -45,13 +47,45 @@ def test_welch_matches_scipy_from_sufficient_statistics():
     assert e.df == pytest.approx(ref.df, rel=1e-8)
 
 
-def test_proportion_variance_is_p_times_one_minus_p_with_n_minus_1():
-    # 0/1 data: sample variance = n/(n-1)·p(1-p), which is what Welch on the raw 0/1 values uses
-    e = welch(ArmStats(1000, 400, 400), ArmStats(1000, 450, 450))
-    p0, p1 = 0.4, 0.45
-    se = np.sqrt(p0 * (1 - p0) * 1000 / 999 / 1000 + p1 * (1 - p1) * 1000 / 999 / 1000)
-    assert e.se == pytest.approx(se, rel=1e-12)
-    assert e.effect == pytest.approx(0.05)
+def test_proportion_metrics_use_p_times_one_minus_p(business):
+    # gbstats' convention: a proportion's variance is p(1 − p) (not the n/(n − 1) sample variance of 0/1 data)
+    _, source = business
+    arms = summarize_experiment(source, "onboarding_email", 30).set_index("variant")
+    e, _ = metric_effect(arms.loc["control"], arms.loc["treatment"], "repeat")
+    p0 = arms.loc["control", "repeat_sum"] / arms.loc["control", "n"]
+    p1 = arms.loc["treatment", "repeat_sum"] / arms.loc["treatment", "n"]
+    se = np.sqrt(p0 * (1 - p0) / arms.loc["control", "n"] + p1 * (1 - p1) / arms.loc["treatment", "n"])
+    assert e.se == pytest.approx(se, rel=1e-12) and e.effect == pytest.approx(p1 - p0)
+
+
+# GrowthBook's gbstats test suite (packages/stats/tests/frequentist/test_tests.py, printed to 5 decimals):
+# TwoSidedTTest, relative: control Σ=1396.87, Σx²=52377.9767, n=3407; treatment Σ=2422.7, Σx²=134698.29,
+# n=3461 → lift 0.70732, CI (−0.03526, 1.44989), uplift stddev 0.37879 (its p-value 0.06191 is for the relative
+# lift); proportions 14/28 vs 16/30 → lift 0.06667, CI (−0.47767, 0.61101), stddev 0.2717;
+# SequentialTwoSidedTTest with control n=3000: tuning 1000 → (−0.55844, 1.56516), stddev 0.33341; proportions
+# 1396/3000 vs 2422/3461, default tuning 5000 → lift 0.50386, CI (0.40098, 0.60675);
+# one-sided absolute (n=3000): effect 0.234377, stddev 0.129831, p(greater) 0.035543.
+def test_matches_gbstats_published_examples():
+    c, t = ArmStats(3407, 1396.87, 52377.9767), ArmStats(3461, 2422.7, 134698.29)
+    e = welch(c, t)
+    assert (e.relative, e.relative_ci_low, e.relative_ci_high, e.relative_se) == pytest.approx(
+        (0.70732, -0.03526, 1.44989, 0.37879), abs=5e-6)
+    assert 2 * stats.t.sf(e.relative / e.relative_se, e.df) == pytest.approx(0.06191, abs=5e-6)
+
+    def prop(k, n):
+        return Moments(n, k / n, k / n * (1 - k / n))
+
+    p = welch(prop(14, 28), prop(16, 30))
+    assert (p.relative, p.relative_ci_low, p.relative_ci_high, p.relative_se) == pytest.approx(
+        (0.06667, -0.47767, 0.61101, 0.2717), abs=5e-6)
+    s = welch(ArmStats(3000, 1396.87, 52377.9767), t)
+    assert s.relative_se == pytest.approx(0.33341, abs=5e-6)
+    assert sequential_interval(s.relative, s.relative_se, 6461, 0.05, tuning=1000) == pytest.approx(
+        (-0.55844, 1.56516), abs=5e-6)
+    assert (s.effect, s.se) == pytest.approx((0.234377, 0.129831), abs=5e-7)
+    assert stats.t.sf(s.effect / s.se, s.df) == pytest.approx(0.035543, abs=5e-7)
+    sp = welch(prop(1396, 3000), prop(2422, 3461))
+    assert sequential_interval(sp.relative, sp.relative_se, 6461) == pytest.approx((0.40098, 0.60675), abs=5e-6)
 
 
 def test_relative_lift_interval_by_the_delta_method():
