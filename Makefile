@@ -19,7 +19,7 @@ $(SAMPLE): | $(READY)
 sample: $(SAMPLE)
 
 report: $(READY) $(SAMPLE)
-	$(BIN)/pco run-all --schedule reports/schedule.yml --out reports
+	$(BIN)/pco run-all --schedule reports/schedule.yml --out reports --jobs 2
 	@echo "Open $(CURDIR)/reports/index.html"
 
 test: $(READY) $(SAMPLE)

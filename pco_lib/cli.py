@@ -49,20 +49,34 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def _run_one(run, out: str, quiet: bool) -> tuple[str, str, str, str]:
+    from .report import ReportError, run_report
+
+    try:
+        result = run_report(run.report, data_dir=run.data, out_dir=out, params=run.parameters, log=_log_to(quiet))
+        return run.name, result.status, f"{result.duration_s:.1f}s", result.error or ""
+    except (ReportError, ParameterError) as exc:
+        return run.name, "failed", "-", str(exc).splitlines()[0]
+
+
 def cmd_run_all(args) -> int:
-    from .report import ReportError, read_schedule, run_report
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from .report import read_schedule, write_index
 
     runs = read_schedule(args.schedule)
-    rows = []
-    for i, run in enumerate(runs, 1):
-        if not args.quiet:
-            print(f"[{i}/{len(runs)}] {run.name} ({run.report})", file=sys.stderr)
-        try:
-            result = run_report(run.report, data_dir=run.data, out_dir=args.out, params=run.parameters,
-                                log=_log_to(args.quiet))
-            rows.append((run.name, result.status, f"{result.duration_s:.1f}s", result.error or ""))
-        except (ReportError, ParameterError) as exc:
-            rows.append((run.name, "failed", "-", str(exc).splitlines()[0]))
+    if not args.quiet:
+        print(f"{len(runs)} scheduled run(s), {args.jobs} at a time", file=sys.stderr)
+    # Each run has its own folder and kernel, so runs can go side by side — in separate processes, because
+    # Papermill changes the working directory of the process it runs in. One failing run stops no other.
+    one = partial(_run_one, out=str(Path(args.out).resolve()), quiet=args.quiet)
+    if args.jobs == 1:
+        rows = [one(run) for run in runs]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            rows = list(pool.map(one, runs))
+    write_index(args.out)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'run':<{width}}  {'status':<9}  {'time':>7}  error")
     for name, status, took, error in rows:
@@ -119,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run-all", help="run every scheduled report")
     p.add_argument("--schedule", default="reports/schedule.yml")
     p.add_argument("--out", default="reports")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=1, help="runs side by side (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the summary table")
     p.set_defaults(func=cmd_run_all)
 
     data = sub.add_parser("data", help="check or generate data").add_subparsers(dest="data_command",

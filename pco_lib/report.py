@@ -335,7 +335,7 @@ def run_report(
             values["data_dir"] = full["data_dir"] = str(data_path)
         fingerprint, period = _check_data(data_path)
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # absolute: Papermill changes the working directory while it runs
     report_dir = out_dir / report
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
@@ -522,7 +522,8 @@ def read_schedule(path: str | Path) -> list[ScheduledRun]:
         unknown = set(entry) - {"name", "report", "data", "parameters"}
         if unknown:
             raise ReportError(f"{path}: run #{i + 1} has unknown keys {sorted(unknown)}", code=2)
-        runs.append(ScheduledRun(entry.get("name") or entry["report"], entry["report"], entry.get("data"),
+        data = str(Path(entry["data"]).resolve()) if entry.get("data") else None
+        runs.append(ScheduledRun(entry.get("name") or entry["report"], entry["report"], data,
                                  dict(entry.get("parameters") or {})))
     if not runs:
         raise ReportError(f"{path}: no runs listed under 'runs'", code=2)
