@@ -40,7 +40,8 @@ def cmd_run(args) -> int:
 
     params = dict(args.param or [])
     result = run_report(args.report, data_dir=args.data, out_dir=args.out, params=params,
-                        progress=sys.stderr.isatty() and not args.quiet, log=_log_to(args.quiet))
+                        progress=sys.stderr.isatty() and not args.quiet, log=_log_to(args.quiet),
+                        pseudonymize=args.pseudonymize)
     if not result.ok:
         _err(f"{args.report} failed: {result.error}\n  the executed notebook is in {result.folder}; "
              "the previous good run (if any) is unchanged")
@@ -49,11 +50,12 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def _run_one(run, out: str, quiet: bool) -> tuple[str, str, str, str]:
+def _run_one(run, out: str, quiet: bool, pseudonymize: bool = False) -> tuple[str, str, str, str]:
     from .report import ReportError, run_report
 
     try:
-        result = run_report(run.report, data_dir=run.data, out_dir=out, params=run.parameters, log=_log_to(quiet))
+        result = run_report(run.report, data_dir=run.data, out_dir=out, params=run.parameters, log=_log_to(quiet),
+                            pseudonymize=pseudonymize)
         return run.name, result.status, f"{result.duration_s:.1f}s", result.error or ""
     except (ReportError, ParameterError) as exc:
         return run.name, "failed", "-", str(exc).splitlines()[0]
@@ -70,7 +72,11 @@ def cmd_run_all(args) -> int:
         print(f"{len(runs)} scheduled run(s), {args.jobs} at a time", file=sys.stderr)
     # Each run has its own folder and kernel, so runs can go side by side — in separate processes, because
     # Papermill changes the working directory of the process it runs in. One failing run stops no other.
-    one = partial(_run_one, out=str(Path(args.out).resolve()), quiet=args.quiet)
+    if args.pseudonymize:
+        from .privacy import pseudonym_salt
+
+        pseudonym_salt()  # a missing salt stops everything before any run
+    one = partial(_run_one, out=str(Path(args.out).resolve()), quiet=args.quiet, pseudonymize=args.pseudonymize)
     if args.jobs == 1:
         rows = [one(run) for run in runs]
     else:
@@ -128,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="set a report parameter (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.add_argument("--pseudonymize", action="store_true",
+                   help="salted hashes instead of customer ids in the CSV files beside the report "
+                        "(salt from PCO_PSEUDONYM_SALT)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("run-all", help="run every scheduled report")
@@ -135,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports")
     p.add_argument("-j", "--jobs", type=_positive_int, default=1, help="runs side by side (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary table")
+    p.add_argument("--pseudonymize", action="store_true", help="as for pco run")
     p.set_defaults(func=cmd_run_all)
 
     data = sub.add_parser("data", help="check or generate data").add_subparsers(dest="data_command",
@@ -154,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .data import DataError
+    from .privacy import PseudonymError
     from .report import ReportError
 
     try:
@@ -167,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         _err(str(exc))
         return EXIT_FAILED
+    except PseudonymError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted")
         return 130

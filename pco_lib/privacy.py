@@ -25,3 +25,52 @@ def suppress_small_cells(
         out[col] = out[col].astype("float64").where(~small)
     out["suppressed"] = small.to_numpy()
     return out
+
+
+SALT_VARIABLE = "PCO_PSEUDONYM_SALT"
+ID_COLUMNS = ("customer_id", "lead_id", "email")
+
+
+class PseudonymError(ValueError):
+    """Pseudonymization was asked for without a salt."""
+
+
+def pseudonym_salt() -> bytes:
+    """The secret salt from the environment (never a report parameter, never logged)."""
+    import os
+
+    salt = os.environ.get(SALT_VARIABLE, "")
+    if len(salt) < 16:
+        raise PseudonymError(f"--pseudonymize needs a secret salt of at least 16 characters in the environment "
+                             f"variable {SALT_VARIABLE}")
+    return salt.encode()
+
+
+def pseudonymize(values: pd.Series, salt: bytes) -> pd.Series:
+    """Replace identifiers by a salted hash: HMAC-SHA256(salt, id), first 16 hex digits. The same id and salt
+    always give the same pseudonym (so lists can be joined across runs); without the salt it cannot be
+    reversed or recomputed from a list of ids."""
+    import hashlib
+    import hmac
+
+    def one(v):
+        return v if pd.isna(v) else hmac.new(salt, str(v).encode(), hashlib.sha256).hexdigest()[:16]
+
+    return values.map(one)
+
+
+def pseudonymize_csv_files(folder, salt: bytes) -> list[str]:
+    """Pseudonymize the identifier columns of every CSV file in ``folder`` in place (files written by the
+    run itself, never input data); return the names of the files changed."""
+    from pathlib import Path
+
+    changed = []
+    for path in sorted(Path(folder).glob("*.csv")):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        ids = [c for c in ID_COLUMNS if c in frame.columns]
+        if ids:
+            for col in ids:
+                frame[col] = pseudonymize(frame[col].replace("", pd.NA), salt)
+            frame.to_csv(path, index=False)
+            changed.append(path.name)
+    return changed

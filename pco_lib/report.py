@@ -49,15 +49,20 @@ class ReportError(Exception):
 # --------------------------------------------------------------------------------------------------
 
 
+RESULT_DIGITS = 10  # significant digits of the numbers in results.json
+
+
 def _jsonable(value: Any) -> Any:
-    """Plain JSON types: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    """Plain JSON types: numpy scalars to Python, NaN/inf to None, tuples to lists, floats to
+    ``RESULT_DIGITS`` significant digits — the engine sums in parallel, so the last bits of a float can differ
+    between runs; rounded, the same data and parameters give the same results.json."""
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
         try:
             value = value.item()
         except (ValueError, AttributeError):
             pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return float(f"{value:.{RESULT_DIGITS}g}") if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -307,8 +312,12 @@ def run_report(
     nb_dir: Path | None = None,
     progress: bool = False,
     log: Callable[[str], None] = lambda msg: None,
+    pseudonymize: bool = False,
 ) -> RunResult:
     """Run one report and publish it under ``out_dir/report/RUN_ID``.
+
+    ``pseudonymize``: customer-level CSV files the report writes beside itself get salted hashes instead of
+    ids (salt from the ``PCO_PSEUDONYM_SALT`` environment variable, checked before the kernel starts).
 
     Raises :class:`ReportError` (unknown report, invalid data, unwritable output) or
     :class:`~pco_lib.params.ParameterError` before any kernel starts. A notebook that raises gives a
@@ -318,6 +327,14 @@ def run_report(
     import papermill as pm
 
     notebook = report_notebook(report, nb_dir)
+    salt = None
+    if pseudonymize:
+        from .privacy import PseudonymError, pseudonym_salt
+
+        try:
+            salt = pseudonym_salt()
+        except PseudonymError as exc:
+            raise ReportError(str(exc), code=2) from None
     schema = notebook_parameters(notebook)
     values = resolve(schema, params or {}, report=report)
     names = {p.name for p in schema}
@@ -389,6 +406,10 @@ def run_report(
             if manifest["status"] == "succeeded":
                 manifest["status"], manifest["error"] = "failed", f"HTML export failed: {exc}"
     status, error = manifest["status"], manifest["error"]
+    if salt is not None:
+        from .privacy import pseudonymize_csv_files
+
+        manifest["pseudonymized"] = pseudonymize_csv_files(staging, salt)
     _write_json(staging / "results.json", results)
     _write_json(staging / "manifest.json", manifest)
     final = report_dir / run_id

@@ -1,5 +1,6 @@
 """The `pco` command as a scheduler or an analyst calls it (exit codes and messages)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -56,3 +57,21 @@ def test_console_script_is_installed_and_reports_exit_codes(tmp_path):
     assert done.returncode == 2
     assert "has no parameter 'no_such_parameter'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_pseudonymize_without_a_salt_exits_2_and_publishes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PCO_PSEUDONYM_SALT", raising=False)
+    out = tmp_path / "reports"
+    assert main(["run", "churn_survival", "--pseudonymize", "--out", str(out)]) == 2
+    assert "PCO_PSEUDONYM_SALT" in capsys.readouterr().err
+    assert not any(out.rglob("manifest.json"))
+
+
+def test_an_unknown_experiment_fails_with_a_clear_message_and_keeps_no_good_run(tiny_sample, tmp_path, capsys):
+    out = tmp_path / "reports"
+    assert main(["run", "ab_test", "--data", str(tiny_sample), "--out", str(out), "-p", "experiment_id", "nope",
+                 "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "no assignments for experiment 'nope'" in err and "known experiments" in err and "Traceback" not in err
+    manifests = [json.loads(p.read_text()) for p in out.rglob("manifest.json")]
+    assert [m["status"] for m in manifests] == ["failed"]  # kept for debugging, marked failed, never "good"

@@ -5,7 +5,10 @@ its non-default parameters and its expected results.json keys here.
 """
 
 import json
+import re
+from functools import cache
 
+import pandas as pd
 import pytest
 from conftest import open_offline
 
@@ -45,6 +48,13 @@ EXPECTED_KEYS = {
 }
 
 
+@cache
+def _identifiers(folder) -> frozenset:
+    """Every customer id, e-mail address and lead id in the sample: none may appear in an HTML report."""
+    customers = pd.read_parquet(folder / "customers.parquet", columns=["customer_id", "email", "lead_id"])
+    return frozenset(customers.customer_id) | frozenset(customers.email) | frozenset(customers.lead_id)
+
+
 def test_every_report_has_a_contract_entry():
     assert set(list_reports()) == set(NON_DEFAULT) == set(EXPECTED_KEYS)
 
@@ -60,6 +70,7 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, 
     for name, value in NON_DEFAULT[report].items():
         assert manifest["parameters"][name] == value
     html = (result.folder / "report.html").read_text()
+    assert not _identifiers(tiny_sample) & set(re.findall(r"[\w.+@-]+", html)), "a customer id or e-mail is in the HTML"
     assert "pco-summary" in html, "the report has no summary box"
     assert "<script src=" not in html, "the report loads a script"
     if browser is not None:  # always in CI (PCO_REQUIRE_BROWSER)
@@ -121,3 +132,30 @@ def test_the_browser_check_catches_a_page_that_needs_the_network(tmp_path, brows
                     "<body><div class='pco-summary'>s</div><script>console.error('boom')</script></body></html>")
     seen = open_offline(browser, page)
     assert seen["outside"] == ["https://cdn.example.org/lib.js"] and any("boom" in m for m in seen["console"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("report", ["clv", "lifecycle_segments", "ab_test"])
+def test_same_data_and_parameters_give_identical_results(report, tiny_sample, tmp_path):
+    first = run_report(report, data_dir=tiny_sample, out_dir=tmp_path / "a")
+    second = run_report(report, data_dir=tiny_sample, out_dir=tmp_path / "b")
+    assert first.ok and second.ok
+    assert (first.folder / "results.json").read_bytes() == (second.folder / "results.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_pseudonymized_csv_files_hold_no_customer_ids(tiny_sample, tmp_path, monkeypatch):
+    import hashlib
+    import hmac
+
+    monkeypatch.setenv("PCO_PSEUDONYM_SALT", "a-test-salt-of-some-length")
+    result = run_report("churn_survival", data_dir=tiny_sample, out_dir=tmp_path, pseudonymize=True)
+    assert result.ok, result.error
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["pseudonymized"] == ["churn_risk.csv"] and "a-test-salt" not in json.dumps(manifest)
+    scores = pd.read_csv(result.folder / "churn_risk.csv", dtype={"customer_id": str})
+    ids = _identifiers(tiny_sample)
+    assert not set(scores.customer_id) & ids and scores.customer_id.str.fullmatch(r"[0-9a-f]{16}").all()
+    expected = {hmac.new(b"a-test-salt-of-some-length", cid.encode(), hashlib.sha256).hexdigest()[:16]
+                for cid in pd.read_parquet(tiny_sample / "customers.parquet").customer_id}
+    assert set(scores.customer_id) <= expected
