@@ -168,3 +168,28 @@ def test_bad_schedule_files_exit_2(toy_notebooks, tmp_path, capsys, text, messag
 def test_schedule_parameters_are_checked(toy_notebooks, tmp_path, no_kernel):
     with pytest.raises(ParameterError, match="not a valid int"):
         run_report("toy", out_dir=tmp_path, params={"value": "x"})
+
+
+def test_a_killed_run_publishes_nothing_and_keeps_the_last_good_run(toy_notebooks, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _write_notebook(toy_notebooks / "slow.ipynb", "seconds: int = 120  # how long to work", "import time\n"
+                    "time.sleep(seconds)")
+    out = tmp_path / "reports"
+    good = run_report("toy", out_dir=out)
+    index_before = (out / "index.html").read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "pco_lib.cli", "run", "slow", "--out", str(out), "-q"],
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not list((out / "slow").glob(".tmp-*/report.ipynb")) and time.time() < deadline:
+        time.sleep(0.2)  # wait until the kernel is working
+    assert proc.poll() is None, "the slow run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [r["report"] for r in list_runs(out)] == ["toy"]  # the killed run is not published
+    assert (out / "index.html").read_text() == index_before
+    assert (good.folder / "report.html").exists() and latest_good_run(out, "toy")["run_id"] == good.run_id

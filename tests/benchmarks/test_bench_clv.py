@@ -10,6 +10,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,7 +55,14 @@ def test_rfm_bgnbd_gamma_gamma(sample):
     print(f"  rfm_table (per customer)   {t_per:.3f} s")
     print(f"  BG/NBD fit (weighted rows) {t_bg:.3f} s   {bgnbd!r}")
     print(f"  Gamma-Gamma fit            {t_gg:.3f} s   {gg!r}")
-    print(f"  total {t_rfm + t_per + t_bg + t_gg:.3f} s, peak memory of the process {_peak_mb():.0f} MB")
+    total = t_rfm + t_per + t_bg + t_gg
+    print(f"  total {total:.3f} s, peak memory of the process {_peak_mb():.0f} MB")
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    with open(results / "bench.md", "a") as f:
+        f.write(f"| CLV: RFM summary + BG/NBD + Gamma-Gamma fits ({len(per):,} customers, {len(rfm):,} distinct rows; "
+                f"peak {_peak_mb():.0f} MB) | {total:.3f} s | `lifetimes` not comparable (archived, breaks on "
+                "pandas 2) | – |\n")
 
     try:
         import lifetimes
