@@ -48,6 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from .data import calendar_day
+
 DAYS_PER_YEAR = 365.25
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12
 _LOG_BOUND = 15.0  # parameters are searched on log scale in [e^-15, e^15]; a fit stuck at a bound is an error
@@ -63,15 +65,7 @@ class ClvError(ValueError):
 
 
 def _day(value, name: str) -> dt.date:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ClvError(f"{name} must be a date or timestamp, not {value!r}") from exc
-    if ts is pd.NaT:
-        raise ClvError(f"{name} must be a date or timestamp, not {value!r}")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.date()
+    return calendar_day(value, name, ClvError)
 
 
 def _order_days(orders) -> ibis.Table:

@@ -10,12 +10,14 @@ as late as possible, so the heavy work runs where the data lives.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ibis
+import pandas as pd
 
 # --------------------------------------------------------------------------------------------------
 # Data model
@@ -156,6 +158,20 @@ FILE_SUFFIXES = (".parquet", ".csv")
 
 class DataError(Exception):
     """Input data cannot be used; the message says which file and why."""
+
+
+def calendar_day(value, name: str, error: type[Exception] = ValueError) -> dt.date:
+    """A date, timestamp or ISO string as a UTC calendar day; ``error`` (with ``name`` in the message) when it
+    is not one."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise error(f"{name} must be a date or timestamp, not {value!r}") from exc
+    if ts is pd.NaT:
+        raise error(f"{name} must be a date or timestamp, not {value!r}")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.date()
 
 
 def table_file(data_dir: str | Path, name: str) -> Path | None:

@@ -77,6 +77,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .data import calendar_day
 from .experiments import Moments, welch, wilson_interval
 from .privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
 
@@ -123,15 +124,7 @@ def _table(value, name: str, required: Sequence[str]) -> ibis.Table:
 
 
 def _day(value, name: str) -> dt.date:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise SegmentError(f"{name} must be a date or timestamp, not {value!r}") from exc
-    if ts is pd.NaT:
-        raise SegmentError(f"{name} must be a date or timestamp, not {value!r}")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.date()
+    return calendar_day(value, name, SegmentError)
 
 
 def _timestamp(value, name: str) -> pd.Timestamp:
