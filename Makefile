@@ -1,15 +1,17 @@
 # Each target sets up .venv when it is missing (or when pyproject.toml changed), then does its job.
+# EXTRAS=dev,spark adds PySpark (the Spark equality tests run then; CI does this).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-READY  := $(VENV)/.pco-installed
+EXTRAS ?= dev
+READY  := $(VENV)/.pco-installed-$(EXTRAS)
 SAMPLE := data/sample/truth.json
 
 .PHONY: report test lab bench sample clean-venv
 
 $(READY): pyproject.toml
 	@test -x $(BIN)/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name pco --display-name "Python (pco)" >/dev/null
 	@touch $(READY)
 
