@@ -278,6 +278,27 @@ def _exists(con, name: str) -> bool:
         return False
 
 
+CONNECTION_PREFIX = "env:"
+
+
+def connection_from_environment(spec: str):
+    """``env:NAME`` → an Ibis connection from the URL in the environment variable NAME (e.g.
+    ``postgres://user:password@host:5432/shop``, ``snowflake://…``, ``bigquery://project/dataset``,
+    ``duckdb:///path/shop.duckdb``): the URL — and the secrets in it — stay in the environment, never in
+    report parameters, manifests or logs."""
+    import os
+
+    name = spec[len(CONNECTION_PREFIX):]
+    url = os.environ.get(name)
+    if not name or not url:
+        raise DataError(f"data source {spec!r}: set the environment variable {name or 'NAME'} to an Ibis "
+                        "connection URL (for example postgres://user:password@host/database)")
+    try:
+        return ibis.connect(url)
+    except Exception as exc:  # every backend raises its own errors; the URL itself is never shown
+        raise DataError(f"data source {spec!r}: cannot connect ({type(exc).__name__})") from None
+
+
 def connect(
     data_dir: str | Path | None = None,
     con: object | None = None,
@@ -289,7 +310,11 @@ def connect(
       ``raw_NAME`` and a typed view ``NAME``. Files are only read, never written.
     - ``connect(con=ibis.postgres.connect(...))``: the tables already in a user's database, under their
       canonical names or mapped by ``tables``.
+    - ``connect("env:PCO_WAREHOUSE")``: the same through the connection URL in an environment variable (see
+      :func:`connection_from_environment`), which is how a report's ``data_dir`` parameter names a database.
     """
+    if data_dir is not None and str(data_dir).startswith(CONNECTION_PREFIX):
+        con, tables = connection_from_environment(str(data_dir)), tables
     if con is not None:
         mapping = {n: (tables or {}).get(n, n) for n in TABLES}
         return DataSource(con=con, names={n: t for n, t in mapping.items() if _exists(con, t)})

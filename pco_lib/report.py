@@ -287,7 +287,7 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
     html_path.write_text(body, encoding="utf-8")
 
 
-def _check_data(data_dir: Path) -> tuple[str, str]:
+def _check_data(data_dir: Path | str) -> tuple[str, str]:
     """Validate the data folder before any kernel starts; return its fingerprint and the period it covers."""
     from .checks import check_source
     from .data import DataError, connect
@@ -326,6 +326,8 @@ def run_report(
     import nbformat
     import papermill as pm
 
+    from .data import CONNECTION_PREFIX
+
     notebook = report_notebook(report, nb_dir)
     salt = None
     if pseudonymize:
@@ -341,16 +343,20 @@ def run_report(
     if data_dir is not None:
         if "data_dir" not in names:
             raise ParameterError(f"{report} does not read a data folder (it has no data_dir parameter)")
-        values["data_dir"] = str(Path(data_dir).resolve())
+        values["data_dir"] = (str(data_dir) if str(data_dir).startswith(CONNECTION_PREFIX)
+                              else str(Path(data_dir).resolve()))
     full = {p.name: p.default for p in schema} | values
 
     fingerprint = period = None
     if "data_dir" in full:
-        data_path = Path(full["data_dir"])
-        if not data_path.is_absolute():
-            data_path = (notebook.parent / data_path).resolve()
-            values["data_dir"] = full["data_dir"] = str(data_path)
-        fingerprint, period = _check_data(data_path)
+        if str(full["data_dir"]).startswith(CONNECTION_PREFIX):  # env:NAME, a database (URL in the environment)
+            fingerprint, period = _check_data(full["data_dir"])
+        else:
+            data_path = Path(full["data_dir"])
+            if not data_path.is_absolute():
+                data_path = (notebook.parent / data_path).resolve()
+                values["data_dir"] = full["data_dir"] = str(data_path)
+            fingerprint, period = _check_data(data_path)
 
     out_dir = Path(out_dir).resolve()  # absolute: Papermill changes the working directory while it runs
     report_dir = out_dir / report

@@ -75,3 +75,24 @@ def test_an_unknown_experiment_fails_with_a_clear_message_and_keeps_no_good_run(
     assert "no assignments for experiment 'nope'" in err and "known experiments" in err and "Traceback" not in err
     manifests = [json.loads(p.read_text()) for p in out.rglob("manifest.json")]
     assert [m["status"] for m in manifests] == ["failed"]  # kept for debugging, marked failed, never "good"
+
+
+def test_a_report_reads_a_database_named_in_the_environment(tiny_sample, tmp_path, monkeypatch, capsys):
+    import duckdb
+
+    db = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(db)) as con:
+        for path in tiny_sample.glob("*.parquet"):
+            con.execute(f"CREATE TABLE {path.stem} AS SELECT * FROM read_parquet('{path}')")
+    monkeypatch.setenv("PCO_TEST_WAREHOUSE", f"duckdb://{db}")
+    out = tmp_path / "reports"
+    assert main(["run", "data_overview", "--data", "env:PCO_TEST_WAREHOUSE", "--out", str(out), "-q"]) == 0
+    manifest = json.loads(next(out.rglob("manifest.json")).read_text())
+    assert manifest["parameters"]["data_dir"] == "env:PCO_TEST_WAREHOUSE" and str(db) not in json.dumps(manifest)
+    results = json.loads(next(out.rglob("results.json")).read_text())
+    assert results["customers"] == 1500
+    assert main(["data", "check", "env:PCO_TEST_WAREHOUSE"]) == 0
+
+    monkeypatch.delenv("PCO_TEST_WAREHOUSE")
+    assert main(["run", "data_overview", "--data", "env:PCO_TEST_WAREHOUSE", "--out", str(out), "-q"]) == 1
+    assert "set the environment variable PCO_TEST_WAREHOUSE" in capsys.readouterr().err
