@@ -961,6 +961,13 @@ class ShiftedBetaGeometric(_Fitter):
         _fail("t", "≥ 1", ~np.isfinite(tt) | (tt < 1), tt)
         return _like((self.beta_ + tt - 1) / (self.alpha_ + self.beta_ + tt - 1), t)
 
+    def expected_discounted_lifetime(self, discount_rate: float) -> float:
+        """DEL of a customer just acquired, in payments, the first one included (Fader & Hardie 2010):
+        Σ_{t≥0} S(t)·(1+d)^{−t} = ₂F₁(1, β; α+β; 1/(1+d)) = 1 + DERL(renewals=0)/(1+d)."""
+        self._check_fitted()
+        d = _positive(discount_rate, "discount_rate")
+        return float(special.hyp2f1(1, self.beta_, self.alpha_ + self.beta_, 1 / (1 + d)))
+
     def derl(self, discount_rate: float, renewals: int = 0) -> float:
         """Discounted expected residual lifetime (Fader & Hardie 2010, eq. 6), in payments.
 
@@ -1446,8 +1453,8 @@ def subscription_value(subscriptions: pd.DataFrame, observed_until, discount_rat
 
     The cohort of each plan: subscriptions started at least ``periods`` × 30 days before ``observed_until``;
     the numbers still subscribed after 0…``periods`` periods are fitted with sBG, survival is projected to
-    24 and 36 periods, and a new subscriber's discounted expected residual lifetime (DERL, in payments)
-    times the plan's mean monthly revenue is their expected value. The per-period discount rate is
+    24 and 36 periods, and a new subscriber's discounted expected lifetime (DEL, in payments, the first
+    included) times the plan's mean monthly revenue is their expected value. The per-period discount rate is
     (1 + annual rate)^(30/365.25) − 1. Plans with fewer than ``min_customers`` in the cohort are left out.
     """
     until = pd.Timestamp(observed_until)
@@ -1469,14 +1476,17 @@ def subscription_value(subscriptions: pd.DataFrame, observed_until, discount_rat
         at = cohort.index.get_indexer(idx)
         # still subscribed after k periods: running, or ended after more than k periods
         alive = [int((~ended[at] | (lived[at] > k + 1e-6)).sum()) for k in range(periods + 1)]
-        model = ShiftedBetaGeometric().fit(alive)
+        try:
+            model = ShiftedBetaGeometric().fit(alive)
+        except ClvError:  # e.g. nobody churned within the periods (an annual plan)
+            continue
         mrr = float(cohort.loc[idx, "mrr"].mean()) if "mrr" in cohort else math.nan
-        derl = model.derl(d)
+        payments = model.expected_discounted_lifetime(d)
         rows.append({"plan": str(plan), "customers": len(idx), "alpha": model.alpha_, "beta": model.beta_,
                      f"observed_{periods}": alive[-1] / alive[0],
                      f"fitted_{periods}": float(model.survival(periods)),
                      "projected_24": float(model.survival(24)), "projected_36": float(model.survival(36)),
-                     "derl_payments": derl, "monthly_revenue": mrr, "value": derl * mrr,
+                     "payments": payments, "monthly_revenue": mrr, "value": payments * mrr,
                      "curve": [a / alive[0] for a in alive]})
     return pd.DataFrame(rows)
 
@@ -1603,7 +1613,7 @@ def summary_points(readout: ClvReadout) -> list[str]:
     if readout.contractual is not None:
         best = readout.contractual.sort_values("value", ascending=False).iloc[0]
         points.append(f"Subscriptions: a new **{best.plan}** subscriber is worth about {best.value:,.0f} "
-                      f"({best.derl_payments:.1f} discounted payments of {best.monthly_revenue:,.0f}); "
+                      f"({best.payments:.1f} discounted payments of {best.monthly_revenue:,.0f}); "
                       f"{best.projected_24:.0%} are projected to still subscribe after two years.")
     points += [f"Note: {n}" for n in readout.notes]
     return points
@@ -1630,6 +1640,6 @@ def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
         hidden |= {"holdout.mae": val.mae, "holdout.actual": val.actual_purchases,
                    "holdout.predicted": val.predicted_purchases, "holdout.brier_purchase": val.brier_purchase}
     if readout.contractual is not None:
-        hidden["contractual"] = {r.plan: {"value": r.value, "derl_payments": r.derl_payments, "alpha": r.alpha,
+        hidden["contractual"] = {r.plan: {"value": r.value, "payments": r.payments, "alpha": r.alpha,
                                           "beta": r.beta} for r in readout.contractual.itertuples()}
     return cards, hidden

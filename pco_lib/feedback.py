@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ibis
 import numpy as np
 import pandas as pd
@@ -160,15 +162,60 @@ def lifetimes_after_answer(source: DataSource) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, repr=False)
+class FeedbackReadout:
+    """Everything the feedback report shows."""
+
+    overall: pd.Series  # one row of nps_table
+    trend: pd.DataFrame
+    by_segment: pd.DataFrame | None
+    differences: pd.DataFrame | None
+    chi2_p: float | None
+    churn_counts: pd.DataFrame | None
+    churn: object | None  # survival.CoxResult of NPS category, promoters as reference
+    segment: str | None
+    alpha: float
+    notes: tuple[str, ...] = ()
+
+
+def analyze(source: DataSource, segment: str | None = "channel", period: str = "month", alpha: float = 0.05,
+            min_cell_size: int = 10) -> FeedbackReadout:
+    """NPS and CSAT overall, over time and by segment, segment differences, and the link to churn (when there
+    are subscriptions); each part that the data cannot support is skipped with a note."""
+    from .survival import SurvivalError, fit_cox
+
+    notes = []
+    overall = nps_table(survey_counts(source), alpha, min_cell_size).iloc[0]
+    if overall.suppressed:
+        raise DataError(f"fewer than {min_cell_size} survey answers: too few to report satisfaction")
+    trend = nps_table(survey_counts(source, period=period), alpha, min_cell_size)
+    by_segment = differences = chi2_p = None
+    if segment:
+        counts = survey_counts(source, segment)
+        by_segment = nps_table(counts, alpha, min_cell_size)
+        if (counts.answers >= min_cell_size).sum() > 1:
+            differences, chi2_p = segment_differences(counts, alpha, min_cell_size=min_cell_size)
+        else:
+            notes.append(f"fewer than two {segment} values have {min_cell_size} answers: no comparison")
+    churn_counts = churn = None
+    if source.has("subscriptions"):
+        churn_counts = lifetimes_after_answer(source)
+        try:
+            churn = fit_cox(churn_counts, ["nps_category"], alpha)
+        except SurvivalError as exc:
+            notes.append(f"the link between satisfaction and churn cannot be measured here: {exc}")
+    return FeedbackReadout(overall, trend, by_segment, differences, chi2_p, churn_counts, churn, segment or None,
+                           alpha, tuple(notes))
+
+
 def _plain(value):
     return None if value is None or pd.isna(value) else float(value)
 
 
-def summary_points(overall: pd.Series, by_segment: pd.DataFrame | None, differences: pd.DataFrame | None,
-                   chi2_p: float | None, trend: pd.DataFrame, churn=None, segment: str = "",
-                   alpha: float = 0.05) -> list[str]:
-    """Plain-language bullet points for the top of the feedback report (inputs from :func:`nps_table`,
-    :func:`segment_differences` and a Cox fit of :func:`lifetimes_after_answer`)."""
+def summary_points(r: FeedbackReadout) -> list[str]:
+    """Plain-language bullet points for the top of the feedback report."""
+    overall, trend, differences, chi2_p = r.overall, r.trend, r.differences, r.chi2_p
+    segment, churn, alpha = r.segment, r.churn, r.alpha
     points = [f"Net Promoter Score **{overall.nps:+.0f}** (95% interval {overall.nps_ci_low:+.0f} to "
               f"{overall.nps_ci_high:+.0f}) from {overall.answers:,.0f} answers: {overall.promoter_share:.0%} "
               f"promoters, {overall.passive_share:.0%} passives, {overall.detractor_share:.0%} detractors."]
@@ -200,13 +247,15 @@ def summary_points(overall: pd.Series, by_segment: pd.DataFrame | None, differen
             points.append(f"Satisfaction predicts churn: detractors' subscriptions end {sure} faster than "
                           f"promoters' (hazard ratio **{d.hazard_ratio:.2f}**, {d.ci_low:.2f}–{d.ci_high:.2f}). "
                           "Following up detractors is a retention lever, not just a courtesy.")
+    points += [f"Note: {n}" for n in r.notes]
     return points
 
 
-def headlines(overall: pd.Series, by_segment: pd.DataFrame | None, churn=None) -> tuple[list[tuple], dict]:
+def headlines(r: FeedbackReadout) -> tuple[list[tuple], dict]:
     """Headline cards and further results.json values: ``nps`` {score, ci_low, ci_high, answers},
     ``nps_by_segment`` {segment: {nps, ci_low, ci_high, answers}} (suppressed groups left out), ``csat`` and
     ``churn_hazard_ratio`` {category: {hazard_ratio, ci_low, ci_high, p_value}} against promoters."""
+    overall, by_segment, churn = r.overall, r.by_segment, r.churn
     cards = [("nps.score", _plain(overall.nps), "Net Promoter Score", "+.0f"),
              ("nps.answers", int(overall.answers), "Answers", ",d"),
              ("csat", _plain(overall.csat), "CSAT (4–5 of 5)", ".0%")]

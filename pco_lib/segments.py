@@ -1093,8 +1093,13 @@ def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None
     contacts = contact_window(o, day, gaps, c, by=segment or None, rules=rules)
     lead_table = lead_timing = None
     if leads is not None:
+        from .survival import SurvivalError
+
         lead_table = lead_conversion(leads, c, min_cell_size=min_cell_size)
-        lead_timing = lead_time_to_convert(lead_time_counts(leads, c), min_cell_size=min_cell_size)
+        try:
+            lead_timing = lead_time_to_convert(lead_time_counts(leads, c), min_cell_size=min_cell_size)
+        except SurvivalError:
+            notes.append("no lead has converted yet, so time to convert cannot be estimated")
     return LifecycleReadout(day, start, stages, by_segment, transitions, rfm_segments(o, day, min_cell_size),
                             rfm_grid(o, day), profile, model, gaps, contacts, lead_table, lead_timing,
                             segment or None, lead_time_days, tuple(notes))

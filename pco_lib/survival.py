@@ -67,7 +67,8 @@ def _check_columns(columns: list[str], available: list[str], what: str) -> None:
 
 
 def _label(column) -> ibis.Value:
-    return column.cast("string").fill_null(MISSING)
+    """Group columns as text with missing values named; numeric columns (e.g. mrr) stay numeric."""
+    return column if column.type().is_numeric() else column.cast("string").fill_null(MISSING)
 
 
 def _timestamp_max(*columns) -> pd.Timestamp:
@@ -179,9 +180,11 @@ def check_lifetimes(counts: pd.DataFrame) -> None:
                             "use a longer period of data or, for non-contractual churn, fewer inactivity_days")
 
 
-def merge_small_segments(counts: pd.DataFrame, column: str, min_customers: int = 30) -> tuple[pd.DataFrame, str]:
+def merge_small_segments(counts: pd.DataFrame, column: str, min_customers: int = 30,
+                         keep_other: bool = False) -> tuple[pd.DataFrame, str]:
     """Fold segments with fewer than ``min_customers`` customers into ``"other"``; return the frame and a note
-    (empty when nothing was merged). If "other" itself stays small it is dropped from the analysis."""
+    (empty when nothing was merged). If "other" itself stays small it is dropped from the comparison of
+    segments, unless ``keep_other`` (a model keeps every customer)."""
     sizes = counts.groupby(column)["n"].sum()
     small = sorted(sizes[sizes < min_customers].index)
     if not small:
@@ -191,7 +194,7 @@ def merge_small_segments(counts: pd.DataFrame, column: str, min_customers: int =
     keys = [c for c in out.columns if c != "n"]
     out = out.groupby(keys, as_index=False)["n"].sum()
     note = f"{len(small)} {column} value(s) with fewer than {min_customers} customers were merged into '{OTHER}'"
-    if out.loc[out[column] == OTHER, "n"].sum() < min_customers:
+    if out.loc[out[column] == OTHER, "n"].sum() < min_customers and not keep_other:
         out = out[out[column] != OTHER]
         note += ", which is itself too small and is left out"
     return out.reset_index(drop=True), note
@@ -231,7 +234,8 @@ class SurvivalCurves:
         rows = []
         for name, kmf in self.fitters.items():
             ci = kmf.confidence_interval_survival_function_
-            beyond = days > kmf.survival_function_.index.max()
+            sf = kmf.survival_function_.iloc[:, 0]
+            beyond = days > sf.index.max() and sf.iloc[-1] > 0  # unknown, unless everyone has churned
             rows.append({"segment": name, "days": days,
                          "survival": np.nan if beyond else float(kmf.survival_function_at_times(days).iloc[0]),
                          "ci_low": np.nan if beyond else float(ci.iloc[:, 0].asof(days)),
@@ -385,10 +389,12 @@ def proportional_hazards_test(days, churned, weights, design: pd.DataFrame, beta
                               survival_at=None) -> pd.DataFrame:
     """Grambsch–Therneau score test of proportional hazards, per term and global (R ``cox.zph``, survival ≥ 3).
 
-    For β(t) = β + γ·g(t), g(t) = 1 − KM(t), the score for γ at (β̂, 0) is U = Σ_k g_k (Σ_{deaths at t_k} x −
-    d_k x̄_k) and its information, adjusted for β, is I_γγ − I_γβ I_ββ⁻¹ I_βγ with I_ββ = Σ d_k V_k,
+    For β(t) = β + γ·g(t), g(t) = 1 − KM(t−) (the curve just before t, as R does), the score for γ at
+    (β̂, 0) is U = Σ_k g_k (Σ_{deaths at t_k} x − d_k x̄_k) and its information, adjusted for β, is
+    I_γγ − I_γβ I_ββ⁻¹ I_βγ with I_ββ = Σ d_k V_k,
     I_γβ = Σ d_k g_k V_k, I_γγ = Σ d_k g_k² V_k (x̄_k, V_k: mean and covariance of x over the risk set,
-    weighted by w·exp(x'β̂); Breslow handling of tied times). Statistic U' I⁻¹ U ~ χ²(number of columns).
+    weighted by w·exp(x'β̂)). Tied times are handled the Breslow way; R's ``cox.zph`` uses the fit's Efron
+    handling, so with many ties the statistics differ slightly. Statistic U' I⁻¹ U ~ χ²(number of columns).
     """
     t = np.asarray(days, float)
     e = np.asarray(churned, bool)
@@ -408,9 +414,9 @@ def proportional_hazards_test(days, churned, weights, design: pd.DataFrame, beta
     xsum = np.array([(w[e & (t == tk)][:, None] * x[e & (t == tk)]).sum(axis=0) for tk in event_times])
     xbar = s1[last] / s0[last][:, None]
     v = s2[last] / s0[last][:, None, None] - xbar[:, :, None] * xbar[:, None, :]
-    if survival_at is None:
+    if survival_at is None:  # the pooled Kaplan–Meier curve just before each churn time
         km = np.cumprod(1 - d / _at_risk(t, w, event_times))
-        g = 1 - km
+        g = 1 - np.concatenate([[1.0], km[:-1]])
     else:
         g = 1 - np.asarray(survival_at(event_times), float)
     u = ((xsum - d[:, None] * xbar) * g[:, None]).sum(axis=0)
@@ -569,6 +575,10 @@ def fit_cox(counts: pd.DataFrame, covariates: list[str], alpha: float = 0.05, ph
     constant = [c for c in design.columns if design[c].nunique() < 2]
     if constant:
         raise SurvivalError(f"covariate column(s) {', '.join(constant)} take a single value; drop them")
+    with_intercept = np.column_stack([np.ones(len(design)), design.to_numpy(float)])
+    if np.linalg.matrix_rank(with_intercept) < with_intercept.shape[1]:
+        raise SurvivalError(f"the covariates {', '.join(covariates)} are redundant (one is determined by the others, "
+                            "e.g. plan and its price); keep only one of them")
     beta, cov, loglik, baseline, mean = cox_efron(counts["days"], counts["churned"], counts["n"], design)
     names = list(design.columns)
     se = np.sqrt(np.diag(cov))
@@ -593,12 +603,13 @@ def fit_cox(counts: pd.DataFrame, covariates: list[str], alpha: float = 0.05, ph
 
 
 def _overall_km(counts: pd.DataFrame):
-    """S(t) of the pooled Kaplan–Meier fit, as a function of event times (the cox.zph 'km' transform)."""
+    """S(t−) of the pooled Kaplan–Meier fit — the curve just before each time — as a function of event times
+    (the cox.zph 'km' transform)."""
     from lifelines import KaplanMeierFitter
 
     kmf = KaplanMeierFitter().fit(counts["days"], counts["churned"], weights=counts["n"])
     sf = kmf.survival_function_.iloc[:, 0]
-    return lambda times: sf.asof(np.asarray(times, float)).to_numpy()
+    return lambda times: sf.asof(np.nextafter(np.asarray(times, float), -np.inf)).fillna(1.0).to_numpy()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -617,12 +628,15 @@ class Rmst:
 
 
 def rmst(days, churned, weights, horizon: float, alpha: float = 0.05, segment: str = "all") -> Rmst:
-    """RMST(τ) = ∫₀^τ Ŝ(t) dt of the Kaplan–Meier curve with its Greenwood-type standard error (module doc)."""
+    """RMST(τ) = ∫₀^τ Ŝ(t) dt of the Kaplan–Meier curve with its Greenwood-type standard error (module doc);
+    NaN when τ is beyond the longest follow-up, where the curve is not known."""
     t = np.asarray(days, float)
     e = np.asarray(churned, bool)
     w = np.asarray(weights, float)
     if horizon <= 0:
         raise SurvivalError("the RMST horizon must be positive")
+    if horizon > t[w > 0].max():  # the curve is unknown beyond the longest follow-up (as survRM2 refuses)
+        return Rmst(segment, horizon, np.nan, np.nan, np.nan, np.nan)
     times = np.unique(t[e & (t <= horizon)])
     order = np.argsort(t)
     t_s, w_s = t[order], w[order]
@@ -721,22 +735,31 @@ def analyze(counts: pd.DataFrame, definition: str, segment: str | None, covariat
     merged into "other" first (with a note)."""
     check_lifetimes(counts)
     notes = []
-    for column in dict.fromkeys([c for c in [segment, *covariates] if c]):
-        if not pd.api.types.is_numeric_dtype(counts[column]):
-            counts, note = merge_small_segments(counts, column, min_segment_size)
-            notes += [note] if note else []
-    overall = kaplan_meier(counts, None, alpha)
-    curves = kaplan_meier(counts, segment, alpha) if segment else overall
+    overall = kaplan_meier(counts, None, alpha)  # every customer, whatever the groups
+    by_segment = counts
+    if segment and not pd.api.types.is_numeric_dtype(counts[segment]):
+        by_segment, note = merge_small_segments(counts, segment, min_segment_size)
+        notes += [note] if note else []
+    curves = kaplan_meier(by_segment, segment, alpha) if segment else overall
     horizons = [h for h in HORIZONS if h <= max(horizon_days, HORIZONS[0])]
     table = curves.table(horizons)
-    logrank = logrank_tests(counts, segment, correction) if segment and counts[segment].nunique() > 1 else None
-    rmst_frame = rmst_table(counts, horizon_days, segment, alpha)
+    logrank = (logrank_tests(by_segment, segment, correction) if segment and by_segment[segment].nunique() > 1
+               else None)
+    rmst_frame = rmst_table(by_segment, horizon_days, segment, alpha)
+    if rmst_frame.rmst.isna().any():
+        notes.append(f"the restricted mean lifetime needs follow-up to {horizon_days} days in every group; it is "
+                     "left out where the data end sooner (choose a shorter horizon_days)")
     cox = None
-    usable = [c for c in covariates if counts[c].nunique() > 1]
+    model_counts = counts
+    for column in covariates:  # rare levels share one "other" level in the model; nobody is left out of it
+        if not pd.api.types.is_numeric_dtype(counts[column]):
+            model_counts, note = merge_small_segments(model_counts, column, min_segment_size, keep_other=True)
+            notes += [f"in the Cox model, {note}"] if note else []
+    usable = [c for c in covariates if model_counts[c].nunique() > 1]
     notes += [f"{c} takes a single value here and is left out of the Cox model" for c in covariates
               if c not in usable]
     if usable:
-        cox = fit_cox(counts, usable, alpha)
+        cox = fit_cox(model_counts, usable, alpha)
     return ChurnReadout(definition, segment, horizon_days, overall, curves, table, logrank, rmst_frame, cox,
                         notes, alpha)
 

@@ -166,3 +166,18 @@ def test_detractors_churn_faster_by_the_true_hazard_ratio(business):
     for level in ("detractor", "passive"):
         assert hr.loc[level, "ci_low"] <= expected[level] <= hr.loc[level, "ci_high"], (level, expected[level])
     assert hr.loc["detractor", "ci_low"] > 1  # detractors clearly churn faster
+
+
+def test_readout_skips_what_the_data_cannot_support(tiny_sample, tmp_path):
+    import shutil
+
+    folder = tmp_path / "no_subscriptions"
+    shutil.copytree(tiny_sample, folder)
+    (folder / "subscriptions.parquet").unlink()
+    readout = fb.analyze(data.connect(folder), "channel")
+    assert readout.churn is None and readout.churn_counts is None
+    cards, hidden = fb.headlines(readout)
+    assert "churn_hazard_ratio" not in hidden and hidden["nps.ci_low"] < cards[0][1] < hidden["nps.ci_high"]
+    assert fb.summary_points(readout)[0].startswith("Net Promoter Score")
+    with pytest.raises(data.DataError, match="too few to report"):
+        fb.analyze(data.connect(folder), "channel", min_cell_size=10**6)

@@ -418,3 +418,29 @@ def test_readout_merges_small_groups_and_says_so(tiny_lifetimes):
     sizes = tiny_lifetimes.groupby("plan").n.sum()
     assert set(readout.table.segment) == set(sizes[sizes >= 400].index) | ({"other"} if
                                                                             sizes[sizes < 400].sum() >= 400 else set())
+
+
+def test_rmst_beyond_the_longest_follow_up_is_not_extrapolated():
+    assert np.isnan(sv.rmst([5, 20, 40], [1, 0, 0], [1, 1, 1], horizon=365).rmst)
+    assert not np.isnan(sv.rmst([5, 20, 40], [1, 0, 0], [1, 1, 1], horizon=40).rmst)
+
+
+def test_choosing_covariates_never_drops_customers_from_the_curves_or_the_model(tiny_lifetimes):
+    counts = tiny_lifetimes.copy()
+    counts.loc[counts.index[:3], "device"] = "watch"  # a rare level: merged into "other", which stays small
+    readout = sv.analyze(counts, "contractual", "plan", ["plan", "device"], min_segment_size=50)
+    total = int(counts.n.sum())
+    assert readout.overall.table().customers.iloc[0] == total
+    assert readout.cox.customers == total
+    alone = sv.analyze(counts, "contractual", "plan", [], min_segment_size=50)
+    assert readout.table.equals(alone.table)
+
+
+def test_numeric_columns_stay_numeric_covariates():
+    subs = pd.DataFrame({"customer_id": list("abcdef"), "started_at": [_days(0)] * 6,
+                         "ended_at": [_days(10), _days(20), pd.NaT, _days(40), pd.NaT, _days(5)],
+                         "mrr": [9.0, 29.0, 79.0, 9.0, 29.0, 9.0]})
+    rows = sv.contractual_lifetimes(subs, columns=["mrr"], observed_until=UNTIL)
+    assert pd.api.types.is_numeric_dtype(rows.mrr)
+    design, terms, _ = sv.design_matrix(rows, ["mrr"])
+    assert terms == {"mrr": ["mrr"]}
