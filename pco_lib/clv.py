@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from .data import calendar_day
+from .data import MISSING, calendar_day
+from .privacy import check_min_cell_size
 
 DAYS_PER_YEAR = 365.25
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12
@@ -1051,9 +1052,7 @@ def _suppress(frame: pd.DataFrame, small: np.ndarray, columns: Sequence[str]) ->
 
 
 def _min_cell(value) -> int:
-    if not (isinstance(value, int | np.integer) and value >= 1):
-        raise ClvError(f"min_cell_size must be a whole number ≥ 1, not {value!r}")
-    return int(value)
+    return check_min_cell_size(value, ClvError)
 
 
 class _Result:
@@ -1263,7 +1262,7 @@ def value_segments(value, customers: pd.DataFrame | None = None, *, categories: 
 
     ``value``: Series indexed by customer id, or a frame with ``id_column`` and ``value_column`` (e.g. the
     output of :func:`customer_value`). ``customers``: frame with ``id_column`` and the profile columns —
-    ``categories`` (e.g. channel, country; missing shown as "(missing)") and numeric ``measures`` (e.g.
+    ``categories`` (e.g. channel, country; missing shown as MISSING) and numeric ``measures`` (e.g.
     monetary, frequency); customers without a row there count as missing."""
     min_cell = _min_cell(min_cell_size)
     if not (isinstance(top_share, int | float) and 0 < top_share < 1):
@@ -1307,7 +1306,7 @@ def value_segments(value, customers: pd.DataFrame | None = None, *, categories: 
     # min_cell_size customers; ``suppressed`` flags rows with any blanked cell
     cat_rows = []
     for col in categories:
-        labels = profile[col].astype("object").where(profile[col].notna(), "(missing)").astype(str)
+        labels = profile[col].astype("object").where(profile[col].notna(), MISSING).astype(str)
         for cat in sorted(labels.unique()):
             row = {"column": col, "category": cat, "suppressed": False}
             for g, mask in groups.items():
@@ -1417,7 +1416,7 @@ def simple_clv(customers: pd.DataFrame, years_as_customer: float | BGNBD, *, by:
     frame = pd.DataFrame({"orders": orders, "revenue": revenue, "observed": observed, "own": own})
     parts = [("all", frame)]
     if by is not None:
-        labels = customers[by].astype("object").where(customers[by].notna(), "(missing)").astype(str).to_numpy()
+        labels = customers[by].astype("object").where(customers[by].notna(), MISSING).astype(str).to_numpy()
         parts += [(seg, frame[labels == seg]) for seg in sorted(set(labels))]
     rows = []
     for seg, f in parts:
@@ -1469,7 +1468,7 @@ def subscription_value(subscriptions: pd.DataFrame, observed_until, discount_rat
     lived = ((cohort.ended_at.fillna(until) - cohort.started_at) / period).to_numpy()  # in periods
     d = (1 + discount_rate_per_year) ** (PERIOD_DAYS / DAYS_PER_YEAR) - 1
     rows = []
-    plans = cohort.plan.fillna("(missing)") if "plan" in cohort else pd.Series("all", index=cohort.index)
+    plans = cohort.plan.fillna(MISSING) if "plan" in cohort else pd.Series("all", index=cohort.index)
     for plan, idx in cohort.groupby(plans).groups.items():
         if len(idx) < min_customers:
             continue
@@ -1548,7 +1547,7 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
         raise ClvError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
     profile = c.select("customer_id", *categories).to_pandas() if categories else None
     if profile is not None:
-        profile[segment] = profile[segment].astype("string").fillna("(missing)")
+        profile[segment] = profile[segment].astype("string").fillna(MISSING)
         values = values.merge(profile, on="customer_id", how="left")
     measures = values.assign(purchases=values.frequency + 1)[["customer_id", "purchases", "monetary"]]
     prof = measures if profile is None else measures.merge(profile, on="customer_id", how="left")

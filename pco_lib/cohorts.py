@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import DataError, DataSource
+from .data import MISSING, DataError, DataSource
 
 PERIOD_DAYS = {"week": 7, "month": 30, "quarter": 91}
 _TRUNCATE = {"week": "W", "month": "M", "quarter": "Q"}
@@ -178,7 +178,7 @@ def summarize_cohorts(
     length = PERIOD_DAYS[period] * DAY_SECONDS
     until = _naive(as_of) if as_of is not None else _observed_until(customers, activity)
 
-    seg = customers[segment].cast("string").fill_null("(missing)") if segment else ibis.literal("all")
+    seg = customers[segment].cast("string").fill_null(MISSING) if segment else ibis.literal("all")
     c = customers.select(customer_id=customers.customer_id, converted_at=customers.converted_at,
                          cohort=customers.converted_at.truncate(_TRUNCATE[period]), segment=seg)
     c = c.filter(c.converted_at <= until)

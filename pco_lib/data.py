@@ -160,6 +160,18 @@ class DataError(Exception):
     """Input data cannot be used; the message says which file and why."""
 
 
+MISSING = "(missing)"  # the label of a missing group value, in every report
+
+
+def latest_timestamp(*columns, error: type[Exception] = ValueError) -> pd.Timestamp:
+    """The latest value over Ibis timestamp columns (naive UTC): the end of the data they cover."""
+    values = [pd.Timestamp(c.max().to_pandas()) for c in columns]
+    values = [v.tz_convert("UTC").tz_localize(None) if v.tzinfo else v for v in values if not pd.isna(v)]
+    if not values:
+        raise error("the data has no timestamps")
+    return max(values)
+
+
 def calendar_day(value, name: str, error: type[Exception] = ValueError) -> dt.date:
     """A date, timestamp or ISO string as a UTC calendar day; ``error`` (with ``name`` in the message) when it
     is not one."""

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import DataError, DataSource
+from .data import MISSING, DataError, DataSource, latest_timestamp
 
 SRM_THRESHOLD = 0.001
 ASSIGNMENT_WEEK = "assignment_week"  # segment value of summarize_experiment: the week customers were assigned
@@ -86,7 +86,7 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
             raise DataError(f"customers has no column {segment!r} to break the experiment down by; its columns "
                             f"are {', '.join(customers.columns)}")
         seg = customers.select(customer_id=customers.customer_id,
-                               segment=customers[segment].cast("string").fill_null("(missing)"))
+                               segment=customers[segment].cast("string").fill_null(MISSING))
         a = a.join(seg, "customer_id")
         keys = ["segment", "variant"]
     sizes = a.group_by(keys).aggregate(assigned=a.count())
@@ -574,14 +574,14 @@ def summarize_churn(source: DataSource, experiment_id: str) -> pd.DataFrame:
     measured as in :func:`pco_lib.survival.contractual_lifetimes` (censored at the end of the data). Only
     subscriptions started at or after assignment count.
     """
-    from .survival import _timestamp_max, contractual_lifetimes
+    from .survival import contractual_lifetimes
 
     if not source.has("subscriptions"):
         raise DataError("a churn readout needs the subscriptions table")
     a = source.table("assignments")
     a = a.filter(a.experiment_id == experiment_id)
     s = source.table("subscriptions")
-    until = _timestamp_max(s.started_at, s.ended_at)
+    until = latest_timestamp(s.started_at, s.ended_at, error=ExperimentError)
     j = s.join(a.select("customer_id", "variant", "assigned_at"), "customer_id")
     j = j.filter(j.started_at >= j.assigned_at)
     return contractual_lifetimes(j, columns=["variant"], observed_until=until)

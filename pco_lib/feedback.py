@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import DataError, DataSource
+from .data import MISSING, DataError, DataSource
 from .experiments import wilson_interval
 from .privacy import suppress_small_cells
-from .survival import MISSING, contractual_lifetimes
+from .survival import contractual_lifetimes
 
 CATEGORIES = ("promoter", "passive", "detractor")
 

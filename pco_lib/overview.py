@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import TABLES, TIMESTAMP, DataError, DataSource
+from .data import MISSING, TABLES, TIMESTAMP, DataError, DataSource
 from .privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
 
 
@@ -46,7 +46,7 @@ def monthly_conversions(source: DataSource, by: str | None = "channel",
     t = source.table("customers")
     seg = _segment_column(t, by, "customers")
     month = t.converted_at.truncate("M").name("month")
-    segment = (t[seg].cast("string").fill_null("(missing)") if seg else t.customer_id.isnull().ifelse("", "all"))
+    segment = (t[seg].cast("string").fill_null(MISSING) if seg else t.customer_id.isnull().ifelse("", "all"))
     counts = (t.group_by([month, segment.name("segment")]).aggregate(customers=t.count())
               .order_by(["month", "segment"]).to_pandas())
     return suppress_small_cells(counts, "customers", min_cell_size)

@@ -7,6 +7,15 @@ import pandas as pd
 DEFAULT_MIN_CELL_SIZE = 10
 
 
+def check_min_cell_size(value, error: type[Exception] = ValueError) -> int:
+    """``min_cell_size`` as an int, or ``error`` when it is not a whole number ≥ 1."""
+    import numpy as np
+
+    if not (isinstance(value, int | np.integer) and value >= 1):
+        raise error(f"min_cell_size must be a whole number ≥ 1, not {value!r}")
+    return int(value)
+
+
 def suppress_small_cells(
     frame: pd.DataFrame, count_column: str, min_cell_size: int = DEFAULT_MIN_CELL_SIZE,
     value_columns: list[str] | None = None,

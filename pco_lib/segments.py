@@ -77,14 +77,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import calendar_day
+from .data import MISSING, calendar_day
 from .experiments import Moments, welch, wilson_interval
-from .privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
+from .privacy import DEFAULT_MIN_CELL_SIZE, check_min_cell_size, suppress_small_cells
 
 STAGES = ("lead", "new", "one_time", "repeat", "vip", "at_risk", "lapsed")
 NOT_YET = "(not yet)"
 GONE = "(gone)"
-MISSING = "(missing)"
 ALL = "all"
 DAY_SECONDS = 86_400
 
@@ -148,9 +147,7 @@ def _days(later, earlier) -> ibis.Value:
 
 
 def _min_cell(value) -> int:
-    if not (isinstance(value, int | np.integer) and value >= 1):
-        raise SegmentError(f"min_cell_size must be a whole number ≥ 1, not {value!r}")
-    return int(value)
+    return check_min_cell_size(value, SegmentError)
 
 
 def _customers(customers, by: Sequence[str] = ()) -> ibis.Table:

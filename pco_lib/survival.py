@@ -36,13 +36,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import DataError, DataSource
+from .data import MISSING, DataError, DataSource, latest_timestamp
 from .experiments import adjust_p_values
 
 DEFINITIONS = ("contractual", "non_contractual")
 HORIZONS = (30, 90, 180, 365)
 OTHER = "other"
-MISSING = "(missing)"
 DAY_SECONDS = 86_400
 
 
@@ -72,11 +71,7 @@ def _label(column) -> ibis.Value:
 
 
 def _timestamp_max(*columns) -> pd.Timestamp:
-    values = [pd.Timestamp(c.max().to_pandas()) for c in columns]
-    values = [v.tz_convert("UTC").tz_localize(None) if v.tzinfo else v for v in values if not pd.isna(v)]
-    if not values:
-        raise SurvivalError("the data has no timestamps; lifetimes cannot be measured")
-    return max(values)
+    return latest_timestamp(*columns, error=SurvivalError)
 
 
 def _finish(rows: ibis.Table, columns: list[str], per_customer: bool) -> pd.DataFrame:
