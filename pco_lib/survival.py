@@ -920,6 +920,14 @@ def rmst_display(readout: ChurnReadout) -> pd.DataFrame:
     return out
 
 
+def hazard_table(cox: CoxResult, min_cell_size: int = 10) -> pd.DataFrame:
+    """The Cox hazard ratios for the report; a level's customer count below ``min_cell_size`` is not shown."""
+    out = cox.summary.copy()
+    out["customers"] = out["customers"].map(
+        lambda n: "" if pd.isna(n) else f"<{min_cell_size}" if n < min_cell_size else f"{n:,.0f}")
+    return out
+
+
 RISK_BANDS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
 

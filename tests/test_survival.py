@@ -444,3 +444,9 @@ def test_numeric_columns_stay_numeric_covariates():
     assert pd.api.types.is_numeric_dtype(rows.mrr)
     design, terms, _ = sv.design_matrix(rows, ["mrr"])
     assert terms == {"mrr": ["mrr"]}
+
+
+def test_hazard_table_hides_small_counts(tiny_lifetimes):
+    cox = sv.fit_cox(tiny_lifetimes, ["plan"])
+    shown = sv.hazard_table(cox, min_cell_size=10**6)
+    assert (shown.customers == "<1000000").all() and shown.hazard_ratio.equals(cox.summary.hazard_ratio)
