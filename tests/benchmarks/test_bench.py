@@ -1,25 +1,21 @@
-"""Benchmarks: pco's engine summaries (DuckDB through Ibis) vs the common pandas recipe, side by side.
+"""Benchmarks: pco (DuckDB through Ibis, fits on aggregated rows) vs the usual way, side by side.
 
-Run with `make bench` (PCO_BENCH_CUSTOMERS sets the size, default 200,000; 1,000,000 gives ~6M orders).
-Each benchmark checks both sides give the same numbers, then appends a row to
-tests/benchmarks/results/bench.md with the machine description. No timed assertions.
+Run with `make bench` (PCO_BENCH_SIZES, e.g. 100000,300000,1000000; default 200,000). Each benchmark checks
+both sides give the same numbers, then adds a row to tests/benchmarks/results/bench.md. No timed assertions.
 """
 
-import os
-import platform
+import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import add_row
 
-from pco_lib import cohorts, data, overview
-from pco_lib.sample import generate_sample
+from pco_lib import cohorts, data, experiments, overview
 
 pytestmark = pytest.mark.bench
-RESULTS = Path(__file__).parent / "results"
-CUSTOMERS = int(os.environ.get("PCO_BENCH_CUSTOMERS", "200000"))
 
 
 def _best(fn, repeat=3):
@@ -31,28 +27,7 @@ def _best(fn, repeat=3):
     return best, value
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench") / "sample"
-    t0 = time.perf_counter()
-    truth = generate_sample(folder, customers=CUSTOMERS, seed=1, progress=False)
-    seconds = time.perf_counter() - t0
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench.md").write_text(
-        f"# pco benchmarks\n\nMachine: {platform.platform()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}\n\nSample: {CUSTOMERS:,} customers, {truth['counts']['orders']:,} orders "
-        f"(generated in {seconds:.1f} s)\n\n"
-        "| step | pco (DuckDB via Ibis) | pandas recipe | speed-up |\n|---|---|---|---|\n")
-    return folder
-
-
-def _row(step, ours, theirs):
-    with open(RESULTS / "bench.md", "a") as f:
-        f.write(f"| {step} | {ours:.3f} s | {theirs:.3f} s | {theirs / ours:.1f}× |\n")
-    print(f"{step}: pco {ours:.3f} s, pandas {theirs:.3f} s")
-
-
-def test_monthly_revenue(sample):
+def test_monthly_revenue(sample, table):
     source = data.connect(sample)
     ours, engine = _best(lambda: overview.monthly_revenue(source))
 
@@ -64,10 +39,10 @@ def test_monthly_revenue(sample):
     theirs, expected = _best(recipe)
     assert engine.orders.tolist() == expected.orders.tolist()
     np.testing.assert_allclose(engine.revenue, expected.revenue, rtol=1e-9)
-    _row("monthly revenue", ours, theirs)
+    add_row(table, "monthly revenue", sample.customers, ours, theirs, "(pandas groupby on orders)")
 
 
-def test_cohort_retention_matrix(sample):
+def test_cohort_retention_matrix(sample, table):
     source = data.connect(sample)
 
     def ours_fn():
@@ -87,10 +62,10 @@ def test_cohort_retention_matrix(sample):
     shared = engine.notna()
     np.testing.assert_array_equal(engine.where(shared).to_numpy(),
                                   expected.reindex_like(engine).fillna(0).where(shared).to_numpy())
-    _row("cohort retention matrix (monthly)", ours, theirs)
+    add_row(table, "cohort retention matrix (monthly)", sample.customers, ours, theirs, "(pandas groupby on orders)")
 
 
-def test_survival_on_aggregated_counts(sample):
+def test_survival_on_aggregated_counts(sample, table):
     """Kaplan–Meier by channel and a Cox model (channel, device) for non-contractual churn (90 quiet days):
     pco aggregates lifetimes in the engine and fits on distinct rows; lifelines fits one row per customer."""
     from lifelines import CoxPHFitter, KaplanMeierFitter
@@ -127,5 +102,51 @@ def test_survival_on_aggregated_counts(sample):
                                    kmf.survival_function_.iloc[:, 0].to_numpy(), rtol=1e-9)
     ours_beta = cox.params.rename(lambda n: n.replace("=", "_"))
     np.testing.assert_allclose(ours_beta[cph.params_.index], cph.params_, atol=1e-4)
-    _row(f"Kaplan–Meier + Cox, non-contractual churn ({len(counts):,} distinct rows; vs lifelines on one row per "
-         "customer)", ours, theirs)
+    add_row(table, f"Kaplan–Meier + Cox, non-contractual churn ({len(counts):,} distinct rows)", sample.customers,
+            ours, theirs, "(pandas + lifelines, one row per customer)")
+
+
+def test_ab_readout_from_sufficient_statistics(sample, table):
+    """The experiment readout: per-arm sums from the engine, Welch from them; vs one row per customer in pandas
+    and scipy's Welch test."""
+    from scipy import stats
+
+    source = data.connect(sample)
+
+    def ours_fn():
+        return experiments.read_experiment(source, "onboarding_email", ["revenue"], window_days=30)
+
+    ours, readout = _best(ours_fn, repeat=1)
+
+    def recipe():
+        a = pd.read_parquet(sample / "assignments.parquet").query("experiment_id == 'onboarding_email'")
+        o = pd.read_parquet(sample / "orders.parquet", columns=["customer_id", "ordered_at", "revenue"])
+        a = a[a.assigned_at + pd.Timedelta(days=30) <= o.ordered_at.max()]
+        j = a.merge(o, on="customer_id")
+        j = j[(j.ordered_at > j.assigned_at) & (j.ordered_at <= j.assigned_at + pd.Timedelta(days=30))]
+        per = a.set_index("customer_id")[["variant"]].join(j.groupby("customer_id").revenue.sum()).fillna(0)
+        return stats.ttest_ind(per.revenue[per.variant == "treatment"], per.revenue[per.variant == "control"],
+                               equal_var=False)
+
+    theirs, test = _best(recipe, repeat=1)
+    effect = readout.effects.set_index("metric").loc["revenue"]
+    assert effect.p_value == pytest.approx(test.pvalue, rel=1e-6)
+    add_row(table, "A/B readout (revenue, 30 days)", sample.customers, ours, theirs,
+            "(pandas + scipy, one row per customer)")
+
+
+def test_every_report_end_to_end(sample, table):
+    """Each scheduled report through the runner (Papermill, HTML export) on this sample; peak memory is the
+    largest of the report kernels."""
+    from pco_lib.report import read_schedule, run_report
+
+    schedule = read_schedule(Path(__file__).parents[2] / "reports" / "schedule.yml")
+    out = sample.parent / "reports"
+    t0 = time.perf_counter()
+    for run in schedule:
+        result = run_report(run.report, data_dir=sample, out_dir=out, params=run.parameters)
+        assert result.ok, result.error
+        add_row(table, f"report {run.name} end to end", sample.customers, result.duration_s)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    add_row(table, f"all {len(schedule)} reports one after another (peak kernel memory {peak:,.0f} MB)",
+            sample.customers, time.perf_counter() - t0)

@@ -6,20 +6,17 @@ are timed with it side by side (it is not a dependency; without it only pco's nu
 No timed assertions.
 """
 
-import os
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import add_row
 
 from pco_lib import clv, data
-from pco_lib.sample import generate_sample
 
 pytestmark = pytest.mark.bench
-CUSTOMERS = int(os.environ.get("PCO_BENCH_CUSTOMERS", "200000"))
 
 
 def _peak_mb() -> float:
@@ -33,14 +30,7 @@ def _timed(fn):
     return time.perf_counter() - t0, value
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench_clv") / "sample"
-    generate_sample(folder, customers=CUSTOMERS, seed=1, progress=False)
-    return folder
-
-
-def test_rfm_bgnbd_gamma_gamma(sample):
+def test_rfm_bgnbd_gamma_gamma(sample, table):
     orders = data.connect(sample).table("orders")
     end = "2026-09-30"
     t_rfm, rfm = _timed(lambda: clv.rfm_table(orders, end))
@@ -57,12 +47,8 @@ def test_rfm_bgnbd_gamma_gamma(sample):
     print(f"  Gamma-Gamma fit            {t_gg:.3f} s   {gg!r}")
     total = t_rfm + t_per + t_bg + t_gg
     print(f"  total {total:.3f} s, peak memory of the process {_peak_mb():.0f} MB")
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    with open(results / "bench.md", "a") as f:
-        f.write(f"| CLV: RFM summary + BG/NBD + Gamma-Gamma fits ({len(per):,} customers, {len(rfm):,} distinct rows; "
-                f"peak {_peak_mb():.0f} MB) | {total:.3f} s | `lifetimes` not comparable (archived, breaks on "
-                "pandas 2) | – |\n")
+    add_row(table, f"CLV: RFM summary + BG/NBD + Gamma-Gamma fits ({len(rfm):,} distinct rows; peak "
+            f"{_peak_mb():.0f} MB)", sample.customers, total, None, "`lifetimes` is archived and breaks on pandas 2")
 
     try:
         import lifetimes
