@@ -146,13 +146,19 @@ class CohortSummary:
             out[age] = float(done.active.sum() / done.customers.sum()) if len(done) else None
         return out
 
-    def segment_curves(self, min_cell_size: int = 1) -> pd.DataFrame:
-        """Segment × age retention, pooled over every cohort whose cell has elapsed (customer-weighted).
+    def segment_curves(self, min_cell_size: int = 1, value: str = "retention") -> pd.DataFrame:
+        """Segment × age ``retention`` or ``cumulative_revenue_per_customer`` (LTV), pooled over every cohort
+        whose cell has elapsed (customer-weighted).
 
         Segments with fewer than ``min_cell_size`` customers are left out."""
-        c = self.cells[self.cells.elapsed]
-        pooled = c.groupby(["segment", "age"])[["active", "customers"]].sum()
-        curves = (pooled.active / pooled.customers).unstack("age")
+        cells = self.cells.sort_values(["segment", "cohort", "age"])
+        cells = cells.assign(cumulative_revenue=cells.groupby(["segment", "cohort"]).revenue.cumsum())
+        numerator = {"retention": "active", "cumulative_revenue_per_customer": "cumulative_revenue"}
+        if value not in numerator:
+            raise ValueError(f"value must be one of {', '.join(numerator)}")
+        c = cells[cells.elapsed]
+        pooled = c.groupby(["segment", "age"])[[numerator[value], "customers"]].sum()
+        curves = (pooled[numerator[value]] / pooled.customers).unstack("age")
         size = self.cells[self.cells.age == 0].groupby("segment").customers.sum()
         return curves[size.reindex(curves.index) >= min_cell_size]
 

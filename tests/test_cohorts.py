@@ -75,6 +75,11 @@ def test_segments(summary):
     pd.testing.assert_frame_equal(seg.matrix("retention"), summary.matrix("retention"))
     curves = seg.segment_curves()
     assert curves.loc["pro", 1] == 1.0 and curves.loc["basic", 1] == 0.0
+    # LTV by segment, by hand: pro = A (Jan) and C (Feb); age 1 pools A's 10+20 and C's 7+8 over 2 customers,
+    # age 2 only A's 60 (C's age 2 has not elapsed); basic = B: 10 at ages 0 and 1, age 2 not elapsed
+    ltv = seg.segment_curves(value="cumulative_revenue_per_customer")
+    assert ltv.loc["pro"].tolist() == [8.5, 22.5, 60.0]
+    assert ltv.loc["basic", 0] == 10.0 and ltv.loc["basic", 1] == 10.0 and np.isnan(ltv.loc["basic", 2])
 
 
 def test_pandas_input_and_parquet_through_duckdb_give_the_same_cells(summary, tmp_path):
