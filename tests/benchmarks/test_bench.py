@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import add_row
+from bench_fixtures import add_row, sample, table  # noqa: F401 (sample, table: pytest fixtures)
 
 from pco_lib import cohorts, data, experiments, overview
 

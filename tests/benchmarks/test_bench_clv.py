@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import add_row
+from bench_fixtures import add_row, sample, table  # noqa: F401 (sample, table: pytest fixtures)
 
 from pco_lib import clv, data
 

@@ -1,5 +1,6 @@
-"""Benchmark fixtures: one sample per size in PCO_BENCH_SIZES (comma-separated; PCO_BENCH_CUSTOMERS, a single
-size, also works; default 200,000), and the markdown table every benchmark adds its rows to."""
+"""Benchmark fixtures, imported by the benchmark modules: one sample per size in PCO_BENCH_SIZES
+(comma-separated; PCO_BENCH_CUSTOMERS, a single size, also works; default 200,000), and the markdown table
+every benchmark adds its rows to."""
 
 import os
 import platform
