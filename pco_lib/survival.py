@@ -385,39 +385,32 @@ def proportional_hazards_test(days, churned, weights, design: pd.DataFrame, beta
     """Grambsch–Therneau score test of proportional hazards, per term and global (R ``cox.zph``, survival ≥ 3).
 
     For β(t) = β + γ·g(t), g(t) = 1 − KM(t−) (the curve just before t, as R does), the score for γ at
-    (β̂, 0) is U = Σ_k g_k (Σ_{deaths at t_k} x − d_k x̄_k) and its information, adjusted for β, is
-    I_γγ − I_γβ I_ββ⁻¹ I_βγ with I_ββ = Σ d_k V_k,
-    I_γβ = Σ d_k g_k V_k, I_γγ = Σ d_k g_k² V_k (x̄_k, V_k: mean and covariance of x over the risk set,
-    weighted by w·exp(x'β̂)). Tied times are handled the Breslow way; R's ``cox.zph`` uses the fit's Efron
-    handling, so with many ties the statistics differ slightly. Statistic U' I⁻¹ U ~ χ²(number of columns).
+    (β̂, 0) is U = Σ_k g_k r_k, r_k = Σ_{deaths at t_k} x − Σ_l x̄_kl (the Schoenfeld residual), and its
+    information, adjusted for β, is I_γγ − I_γβ I_ββ⁻¹ I_βγ with I_ββ = Σ_k I_k, I_γβ = Σ_k g_k I_k,
+    I_γγ = Σ_k g_k² I_k (x̄_kl and I_k = Σ_l V_kl: means and covariances of x over the risk set weighted by
+    w·exp(x'β̂), as in the fit). Tied times are handled the Efron way, as in the fit and in R: the l-th of d tied
+    churns sees the tied churners weighted by 1 − l/d. Statistic U' I⁻¹ U ~ χ²(number of columns).
     """
     t = np.asarray(days, float)
     e = np.asarray(churned, bool)
     w = np.asarray(weights, float)
-    x = design.to_numpy(float)
     names = list(design.columns)
-    order = np.argsort(-t, kind="stable")  # descending time: cumulative sums build risk sets
-    t, e, w, x = t[order], e[order], w[order], x[order]
-    risk = w * np.exp(x @ np.asarray(beta, float))
-    s0 = np.cumsum(risk)
-    s1 = np.cumsum(risk[:, None] * x, axis=0)
-    s2 = np.cumsum(risk[:, None, None] * x[:, :, None] * x[:, None, :], axis=0)
-    event_times = np.unique(t[e])
-    # the last row (in descending order) with time >= each event time closes its risk set
-    last = len(t) - np.searchsorted(t[::-1], event_times, side="left") - 1
-    d = np.array([w[e & (t == tk)].sum() for tk in event_times])
-    xsum = np.array([(w[e & (t == tk)][:, None] * x[e & (t == tk)]).sum(axis=0) for tk in event_times])
-    xbar = s1[last] / s0[last][:, None]
-    v = s2[last] / s0[last][:, None, None] - xbar[:, :, None] * xbar[:, None, :]
+    order = np.argsort(t, kind="stable")
+    t, e, w = t[order], e[order], w[order]
+    x = design.to_numpy(float)[order]
+    x = x - np.average(x, axis=0, weights=w)  # centring changes neither residuals nor information
+    *_, event_times, residual, info_k = _efron_terms(t, e, w, x, np.asarray(beta, float), per_time=True)
     if survival_at is None:  # the pooled Kaplan–Meier curve just before each churn time
-        km = np.cumprod(1 - d / _at_risk(t, w, event_times))
+        d = np.array([w[e & (t == tk)].sum() for tk in event_times])
+        at_risk = np.array([w[t >= tk].sum() for tk in event_times])
+        km = np.cumprod(1 - d / at_risk)
         g = 1 - np.concatenate([[1.0], km[:-1]])
     else:
         g = 1 - np.asarray(survival_at(event_times), float)
-    u = ((xsum - d[:, None] * xbar) * g[:, None]).sum(axis=0)
-    i_bb = (d[:, None, None] * v).sum(axis=0)
-    i_gb = ((d * g)[:, None, None] * v).sum(axis=0)
-    i_gg = ((d * g**2)[:, None, None] * v).sum(axis=0)
+    u = (residual * g[:, None]).sum(axis=0)
+    i_bb = info_k.sum(axis=0)
+    i_gb = (g[:, None, None] * info_k).sum(axis=0)
+    i_gg = (g[:, None, None] ** 2 * info_k).sum(axis=0)
     info = i_gg - i_gb @ np.linalg.solve(i_bb, i_gb.T)
     rows = []
     for term, cols in [*terms.items(), ("global", names)]:
@@ -428,18 +421,14 @@ def proportional_hazards_test(days, churned, weights, design: pd.DataFrame, beta
     return pd.DataFrame(rows)
 
 
-def _at_risk(t_desc, w_desc, event_times) -> np.ndarray:
-    t_asc, w_asc = t_desc[::-1], w_desc[::-1]
-    tail = np.concatenate([np.cumsum(w_asc[::-1])[::-1], [0.0]])
-    return tail[np.searchsorted(t_asc, event_times, side="left")]
-
-
 PH_ADVICE = ("its effect changes over time: stratify the model by it (lifelines CoxPHFitter(strata=[...])) "
              "or add an interaction with time; read its hazard ratio as an average over the period")
 
 
-def _efron_terms(t, e, w, x, beta):
-    """Log partial likelihood, score and information of the Cox model with Efron ties and frequency weights.
+def _efron_terms(t, e, w, x, beta, per_time: bool = False):
+    """Log partial likelihood, score and information of the Cox model with Efron ties and frequency weights;
+    with ``per_time``, also the churn times and each one's score residual and information contribution
+    (for the proportional-hazards test).
 
     Rows sorted by time. At each churn time with d churned customers (Σ weights), death sums D₀, D₁, D₂ and
     risk-set sums S₀, S₁, S₂ of w·exp(x'β)·(1, x, xx'), the contribution is Σ_deaths w·x'β −
@@ -462,18 +451,20 @@ def _efron_terms(t, e, w, x, beta):
     owner = np.repeat(np.arange(k.size), d)
     c = (np.arange(owner.size) - np.repeat(np.cumsum(d) - d, d)) / np.repeat(d, d)
     q = s0[k][owner] - c * d0[k][owner]
-    def per_time(values):
+    def sum_over_ties(values):
         return np.bincount(owner, values, minlength=k.size)
-    a0, a1 = per_time(1 / q), per_time(c / q)
-    b0, b1, b2 = per_time(1 / q**2), per_time(c / q**2), per_time(c**2 / q**2)
+    a0, a1 = sum_over_ties(1 / q), sum_over_ties(c / q)
+    b0, b1, b2 = sum_over_ties(1 / q**2), sum_over_ties(c / q**2), sum_over_ties(c**2 / q**2)
     loglik = float(xsum[k].sum(axis=0) @ beta - np.log(q).sum())
     S1, D1 = s1[k], d1[k]
-    score = xsum[k].sum(axis=0) - (S1 * a0[:, None] - D1 * a1[:, None]).sum(axis=0)
+    residual = xsum[k] - (S1 * a0[:, None] - D1 * a1[:, None])  # Σ_deaths x − Σ_l x̄_l at each churn time
     cross = S1[:, :, None] * D1[:, None, :]
-    info = (s2[k] * a0[:, None, None] - d2[k] * a1[:, None, None]
-            - (S1[:, :, None] * S1[:, None, :] * b0[:, None, None] - (cross + cross.transpose(0, 2, 1))
-               * b1[:, None, None] + D1[:, :, None] * D1[:, None, :] * b2[:, None, None])).sum(axis=0)
-    return loglik, score, info
+    info_k = (s2[k] * a0[:, None, None] - d2[k] * a1[:, None, None]
+              - (S1[:, :, None] * S1[:, None, :] * b0[:, None, None] - (cross + cross.transpose(0, 2, 1))
+                 * b1[:, None, None] + D1[:, :, None] * D1[:, None, :] * b2[:, None, None]))
+    if per_time:
+        return loglik, residual.sum(axis=0), info_k.sum(axis=0), times[k], residual, info_k
+    return loglik, residual.sum(axis=0), info_k.sum(axis=0)
 
 
 def cox_efron(days, churned, weights, design: pd.DataFrame, max_iter: int = 50, tol: float = 1e-9):
