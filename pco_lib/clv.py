@@ -356,7 +356,8 @@ def _resolve_unit(sources: Sequence[tuple[str, float | None]], what: str) -> flo
 class _PurchaseModel(_Fitter):
     """A purchase model fitted on (frequency, recency, T) that remembers its time unit (``time_unit_days_``)."""
 
-    def _fit_arrays(self, frequency, recency, T, weights):  # pragma: no cover - overridden
+    def _fit_arrays(self, x, tx, t, w):  # pragma: no cover - overridden
+        """Maximise the likelihood on validated arrays (rows with weight > 0, at least one repeat buyer)."""
         raise NotImplementedError
 
     def fit(self, frequency, recency, T, weights=None, *, time_unit_days: float | None = None):
@@ -365,7 +366,13 @@ class _PurchaseModel(_Fitter):
         per unit of recency and T (7.0 for weeks); it is remembered as ``time_unit_days_`` and used by
         :func:`clv`. Without it the unit is unknown and must then be given to :func:`clv`."""
         unit = _unit_of(time_unit_days, "time_unit_days")
-        self._fit_arrays(frequency, recency, T, weights)
+        x, tx, t = _rfm_arrays(frequency, recency, T)
+        w = _weights(weights, len(x))
+        keep = w > 0
+        x, tx, t, w = x[keep], tx[keep], t[keep], w[keep]
+        if not np.any(x > 0):
+            raise ClvError(f"{self._model} needs at least one customer with a repeat purchase (frequency > 0)")
+        self._fit_arrays(x, tx, t, w)
         self.time_unit_days_ = unit
         return self
 
@@ -439,14 +446,7 @@ class BGNBD(_PurchaseModel):
     _loglik = staticmethod(lambda theta, x, tx, T, w: _bgnbd_loglik(theta, x, tx, T, w))
     _shift = 0  # MBG/NBD: 1 (drop-out also possible right after the first purchase)
 
-    def _fit_arrays(self, frequency, recency, T, weights) -> None:
-        x, tx, t = _rfm_arrays(frequency, recency, T)
-        w = _weights(weights, len(x))
-        keep = w > 0
-        x, tx, t, w = x[keep], tx[keep], t[keep], w[keep]
-        if not np.any(x > 0):
-            raise ClvError(f"{self._model} needs at least one customer with a repeat purchase (frequency > 0)")
-
+    def _fit_arrays(self, x, tx, t, w) -> None:
         def loglik(theta):
             return self._loglik(theta, x, tx, t, w)
 
@@ -654,14 +654,7 @@ class ParetoNBD(_PurchaseModel):
     _model = "Pareto/NBD"
     _analytic_gradient = False
 
-    def _fit_arrays(self, frequency, recency, T, weights) -> None:
-        x, tx, t = _rfm_arrays(frequency, recency, T)
-        w = _weights(weights, len(x))
-        keep = w > 0
-        x, tx, t, w = x[keep], tx[keep], t[keep], w[keep]
-        if not np.any(x > 0):
-            raise ClvError("Pareto/NBD needs at least one customer with a repeat purchase (frequency > 0)")
-
+    def _fit_arrays(self, x, tx, t, w) -> None:
         def value(theta):
             r, alpha, s, beta = theta
             common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)

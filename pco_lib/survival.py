@@ -381,7 +381,7 @@ def _weight_from(sorted_times, sorted_weights, at, strict: bool) -> np.ndarray:
 
 
 def proportional_hazards_test(days, churned, weights, design: pd.DataFrame, beta, terms: dict[str, list[str]],
-                              survival_at=None) -> pd.DataFrame:
+                              survival_at) -> pd.DataFrame:
     """Grambsch–Therneau score test of proportional hazards, per term and global (R ``cox.zph``, survival ≥ 3).
 
     For β(t) = β + γ·g(t), g(t) = 1 − KM(t−) (the curve just before t, as R does), the score for γ at
@@ -400,13 +400,7 @@ def proportional_hazards_test(days, churned, weights, design: pd.DataFrame, beta
     x = design.to_numpy(float)[order]
     x = x - np.average(x, axis=0, weights=w)  # centring changes neither residuals nor information
     *_, event_times, residual, info_k = _efron_terms(t, e, w, x, np.asarray(beta, float), per_time=True)
-    if survival_at is None:  # the pooled Kaplan–Meier curve just before each churn time
-        d = np.array([w[e & (t == tk)].sum() for tk in event_times])
-        at_risk = np.array([w[t >= tk].sum() for tk in event_times])
-        km = np.cumprod(1 - d / at_risk)
-        g = 1 - np.concatenate([[1.0], km[:-1]])
-    else:
-        g = 1 - np.asarray(survival_at(event_times), float)
+    g = 1 - np.asarray(survival_at(event_times), float)  # survival_at: S(t−), e.g. _overall_km(counts)
     u = (residual * g[:, None]).sum(axis=0)
     i_bb = info_k.sum(axis=0)
     i_gb = (g[:, None, None] * info_k).sum(axis=0)
@@ -623,12 +617,13 @@ def rmst(days, churned, weights, horizon: float, alpha: float = 0.05, segment: s
         raise SurvivalError("the RMST horizon must be positive")
     if horizon > t[w > 0].max():  # the curve is unknown beyond the longest follow-up (as survRM2 refuses)
         return Rmst(segment, horizon, np.nan, np.nan, np.nan, np.nan)
-    times = np.unique(t[e & (t <= horizon)])
+    dead = e & (t <= horizon)
+    times, at_time = np.unique(t[dead], return_inverse=True)
+    d = np.bincount(at_time, weights=w[dead], minlength=times.size)  # churned at each time
     order = np.argsort(t)
     t_s, w_s = t[order], w[order]
     tail = np.concatenate([np.cumsum(w_s[::-1])[::-1], [0.0]])
     n_risk = tail[np.searchsorted(t_s, times, side="left")]
-    d = np.array([w[e & (t == tk)].sum() for tk in times])
     surv = np.cumprod(1 - d / n_risk)
     edges = np.concatenate([[0.0], times, [horizon]])
     levels = np.concatenate([[1.0], surv])

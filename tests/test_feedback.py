@@ -119,34 +119,14 @@ def test_nps_overall_and_by_channel_covers_the_true_score(business):
 
 def _pseudo_true_category_hazard_ratios(truth, n: int = 600_000) -> pd.Series:
     """What a Cox model of NPS category converges to when subscriptions live at the answer are followed from
-    it: the generator's process re-simulated independently (sBG per plan × NPS multiplier, answers 20–40 days
-    after conversion, staggered starts, censoring at the end) and fitted with lifelines. The individual
+    it: the generator's process re-simulated independently and fitted with lifelines. The individual
     multipliers (detractor 1.5, promoter 0.8 on θ) are attenuated by the Beta heterogeneity of θ."""
-    from lifelines import CoxPHFitter
+    from pseudo_truth import cox_hazard_ratios, simulate_subscriptions
 
-    from pco_lib import sample
-
-    rng = np.random.default_rng(0)
-    plans, nps = truth["subscriptions"]["plans"], truth["nps"]
-    names = list(plans)
-    plan = rng.choice(len(names), n, p=[plans[k]["share"] for k in names])
-    cats = list(nps["category_shares"])
-    cat = rng.choice(3, n, p=list(nps["category_shares"].values()))
-    theta = np.clip(rng.beta([plans[names[i]]["sbg_alpha"] for i in plan], [plans[names[i]]["sbg_beta"] for i in plan])
-                    * np.array(list(nps["multipliers"].values()))[cat], 1e-6, 1)
-    end = rng.geometric(theta) * truth["subscriptions"]["period_days"]  # days after the start (= conversion)
-    density = sample._conversion_density()
-    start = rng.choice(len(density), n, p=density) + rng.uniform(0, 1, n)
-    answer = rng.uniform(20, 40, n)
-    follow = len(density) - start  # days of data after the start
-    live = (answer < end) & (answer <= follow)
-    frame = pd.DataFrame({"days": np.maximum(np.round(np.minimum(end, follow) - answer), 1),
-                          "churned": (end <= follow).astype(int), "cat": np.array(cats)[cat]})[live]
-    counts = frame.groupby(["days", "churned", "cat"]).size().rename("n").reset_index()
-    design = pd.get_dummies(counts.cat).drop(columns="promoter").astype(float)
-    fit = CoxPHFitter().fit(pd.concat([design, counts[["days", "churned", "n"]]], axis=1), "days", "churned",
-                            weights_col="n")
-    return np.exp(fit.params_)
+    s = simulate_subscriptions(truth, n)
+    s = s[(s.answer < s.end) & (s.answer <= s.follow)]  # live when the customer answered
+    return cox_hazard_ratios(np.minimum(s.end, s.follow) - s.answer, s.end <= s.follow, s.category,
+                             reference="promoter")
 
 
 def test_detractors_churn_faster_by_the_true_hazard_ratio(business):

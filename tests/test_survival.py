@@ -350,32 +350,11 @@ def test_survival_median_and_rmst_per_plan_cover_the_truth(business):
 
 def _pseudo_true_plan_hazard_ratios(truth, n: int = 400_000) -> pd.Series:
     """What a Cox model of plan converges to on this design (plans are not proportional, so it is an average
-    over the follow-up): the sample's subscription process re-simulated independently — sBG per plan, NPS
-    multiplier, staggered starts over the two years, censored at the end — and fitted with lifelines."""
-    from lifelines import CoxPHFitter
+    over the follow-up): the subscription process re-simulated independently and fitted with lifelines."""
+    from pseudo_truth import cox_hazard_ratios, simulate_subscriptions
 
-    from pco_lib import sample
-
-    rng = np.random.default_rng(0)
-    plans = truth["subscriptions"]["plans"]
-    names = list(plans)
-    plan = rng.choice(len(names), n, p=[plans[k]["share"] for k in names])
-    nps = truth["nps"]
-    mult = np.array(list(nps["multipliers"].values()))[
-        rng.choice(3, n, p=list(nps["category_shares"].values()))]
-    theta = np.clip(rng.beta([plans[names[i]]["sbg_alpha"] for i in plan],
-                             [plans[names[i]]["sbg_beta"] for i in plan]) * mult, 1e-6, 1)
-    life_days = rng.geometric(theta) * truth["subscriptions"]["period_days"]
-    density = sample._conversion_density()
-    start_day = rng.choice(len(density), n, p=density) + rng.uniform(0, 1, n)
-    follow = len(density) - start_day
-    frame = pd.DataFrame({"days": np.maximum(np.round(np.minimum(life_days, follow)), 1),
-                          "churned": (life_days <= follow).astype(int), "plan": np.array(names)[plan]})
-    counts = frame.groupby(["days", "churned", "plan"]).size().rename("n").reset_index()
-    design = pd.get_dummies(counts.plan).drop(columns="basic").astype(float)
-    fit = CoxPHFitter().fit(pd.concat([design, counts[["days", "churned", "n"]]], axis=1), "days", "churned",
-                            weights_col="n")
-    return np.exp(fit.params_)
+    s = simulate_subscriptions(truth, n)
+    return cox_hazard_ratios(np.minimum(s.end, s.follow), s.end <= s.follow, s.plan, reference="basic")
 
 
 def test_plan_hazard_ratios_cover_the_pseudo_true_values_and_country_has_no_effect(business):
