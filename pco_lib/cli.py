@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .params import ParameterError
+from .report.params import ParameterError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -24,8 +24,8 @@ def _log_to(quiet: bool):
 
 
 def cmd_list(args) -> int:
-    from .params import notebook_parameters
     from .report import list_reports, report_title
+    from .report.params import notebook_parameters
 
     for name, path in list_reports().items():
         print(f"{name} — {report_title(path)}")
@@ -73,7 +73,7 @@ def cmd_run_all(args) -> int:
     # Each run has its own folder and kernel, so runs can go side by side — in separate processes, because
     # Papermill changes the working directory of the process it runs in. One failing run stops no other.
     if args.pseudonymize:
-        from .privacy import pseudonym_salt
+        from .data.privacy import pseudonym_salt
 
         pseudonym_salt()  # a missing salt stops everything before any run
     one = partial(_run_one, out=str(Path(args.out).resolve()), quiet=args.quiet, pseudonymize=args.pseudonymize)
@@ -93,7 +93,7 @@ def cmd_run_all(args) -> int:
 
 
 def cmd_data_check(args) -> int:
-    from .checks import check_folder
+    from .data.checks import check_folder
 
     report = check_folder(args.dir)
     print(report.summary())
@@ -101,7 +101,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_sample(args) -> int:
-    from .sample import generate_sample
+    from .data.sample import generate_sample
 
     out = Path(args.out)
     if args.if_missing and (out / "truth.json").exists():
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .data import DataError
-    from .privacy import PseudonymError
+    from .data.privacy import PseudonymError
     from .report import ReportError
 
     try:

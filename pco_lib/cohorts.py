@@ -19,39 +19,13 @@ from dataclasses import dataclass, field
 import ibis
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .data import MISSING, DataError, DataSource
+from .data.source import MISSING, DataError
+from .data.summaries import DAY_SECONDS
+from .stats.inference import Difference, difference_in_means, difference_in_proportions
 
 PERIOD_DAYS = {"week": 7, "month": 30, "quarter": 91}
 _TRUNCATE = {"week": "W", "month": "M", "quarter": "Q"}
-ACTIVITIES = {"order": ("orders", "ordered_at"), "event": ("events", "occurred_at"),
-              "subscription": ("subscriptions", "started_at")}
-DAY_SECONDS = 86_400
-
-
-# --------------------------------------------------------------------------------------------------
-# Engine summaries
-# --------------------------------------------------------------------------------------------------
-
-
-def activity_table(source: DataSource, activity: str = "order") -> ibis.Table:
-    """Activity rows as (customer_id, at, revenue): orders carry revenue, events count as 0.
-
-    ``subscription``: rows (customer_id, at = started_at, until = ended_at, revenue = 0); a customer is
-    active in a period when a subscription is live at any moment of it.
-    """
-    if activity not in ACTIVITIES:
-        raise ValueError(f"activity must be one of {', '.join(ACTIVITIES)}, not {activity!r}")
-    name, column = ACTIVITIES[activity]
-    if not source.has(name):
-        raise DataError(f"activity {activity!r} needs the {name} table, which is not in the data")
-    t = source.table(name)
-    if activity == "subscription":
-        return t.select(customer_id=t.customer_id, at=t.started_at, until=t.ended_at,
-                        revenue=ibis.literal(0.0))
-    revenue = t.revenue if "revenue" in t.columns else ibis.literal(0.0)
-    return t.select(customer_id=t.customer_id, at=t[column], revenue=revenue.cast("float64"))
 
 
 def _as_tables(customers, activity) -> tuple[ibis.Table, ibis.Table]:
@@ -241,11 +215,6 @@ def _complete_cells(period, until, sizes, counts, horizon, segment) -> CohortSum
     return CohortSummary(period, until, cells, segment)
 
 
-# --------------------------------------------------------------------------------------------------
-# Before / after a change
-# --------------------------------------------------------------------------------------------------
-
-
 def summarize_change_window(customers, activity, change_date, days: int = 90, window_days: int = 120,
                             as_of=None) -> pd.DataFrame:
     """Weekly conversion cohorts around ``change_date``, aggregated in the engine: customers converting
@@ -287,48 +256,6 @@ def _before_after_totals(weekly: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     cols = ["customers", "retained", "revenue", "revenue_sumsq"]
     before, after = weekly[weekly.week < 0][cols].sum(), weekly[weekly.week >= 0][cols].sum()
     return before, after
-
-
-@dataclass(frozen=True)
-class Difference:
-    """A difference after − before with its interval and two-sided p-value."""
-
-    metric: str
-    before: float
-    after: float
-    n_before: int
-    n_after: int
-    difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    test: str
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([self.__dict__])
-
-
-def difference_in_proportions(x0: int, n0: int, x1: int, n1: int, alpha: float = 0.05,
-                              metric: str = "retention") -> Difference:
-    """p1 − p0 with the unpooled Wald interval and z-test: SE = √(p0(1−p0)/n0 + p1(1−p1)/n1)."""
-    if min(n0, n1) < 2:
-        raise ValueError("each group needs at least two customers")
-    p0, p1 = x0 / n0, x1 / n1
-    se = np.sqrt(p0 * (1 - p0) / n0 + p1 * (1 - p1) / n1)
-    diff = p1 - p0
-    z = stats.norm.ppf(1 - alpha / 2)
-    p = 2 * stats.norm.sf(abs(diff / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
-    return Difference(metric, p0, p1, n0, n1, diff, diff - z * se, diff + z * se, float(p), "Wald z-test")
-
-
-def difference_in_means(n0: int, sum0: float, sumsq0: float, n1: int, sum1: float, sumsq1: float,
-                        alpha: float = 0.05, metric: str = "revenue_per_customer") -> Difference:
-    """Welch's t-test from sufficient statistics (count, sum, sum of squares), as for experiments."""
-    from .experiments import ArmStats, welch
-
-    e = welch(ArmStats(n0, sum0, sumsq0), ArmStats(n1, sum1, sumsq1), alpha, metric)
-    return Difference(metric, e.control_mean, e.treatment_mean, n0, n1, e.effect, e.ci_low, e.ci_high, e.p_value,
-                      "Welch t-test")
 
 
 @dataclass(frozen=True)

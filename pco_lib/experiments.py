@@ -1,23 +1,14 @@
-"""Experiment (A/B) readouts from per-arm sufficient statistics, following GrowthBook's gbstats conventions.
+"""Experiment (A/B) readouts, the domain of the ``ab_test`` report.
 
-The engine turns assignments × orders into, per arm and metric, the count n, Σx and Σx² (plus Σy, Σy²
-and Σxy for ratio metrics); every test below works from those numbers alone, so aggregates from a
-warehouse can be fed in directly.
+The engine turns assignments × orders into per-arm (and per-segment, per-week) sufficient statistics of
+every metric (:func:`summarize_experiment`); the tests on them live in :mod:`pco_lib.stats.inference`. This
+module chooses the test per metric, adjusts p-values, checks guardrails, reaches the verdict, breaks the
+primary metric down by segment and week, compares churn by arm (log-rank and Cox on aggregated lifetimes)
+and builds the summary and headline keys.
 
-- Means and proportions: Welch's t-test with Welch–Satterthwaite degrees of freedom; a proportion's
-  variance is p(1 − p).
-- Relative lift Δ = μ_t/μ_c − 1 by the delta method: Var(Δ) ≈ σ²_t/(n_t μ²_c) + μ²_t σ²_c/(n_c μ⁴_c).
-- Ratio metrics (Σx/Σy per arm, e.g. revenue per order) by the delta method with covariance:
-  Var(R) ≈ (σ²_x/μ²_y − 2 μ_x σ_xy/μ³_y + μ²_x σ²_y/μ⁴_y) / n.
-- Sample ratio mismatch: χ² goodness of fit of the arm sizes against the planned weights (flag p < 0.001).
-- Holm or Benjamini–Hochberg adjusted p-values across metrics × arms.
-- Minimum detectable effect at 80% power: (z_{1−α/2} + z_{0.8}) · SE; sample size for a target effect.
-- Bayesian readout: chance to beat control and expected loss under a Gaussian prior on the relative lift.
-- Guardrails: one-sided non-inferiority tests against a relative margin.
-- Always-valid confidence sequences (gbstats' asymptotic sequences) for experiments read while running.
-- Segment breakdowns by any customer column, each with its own sample ratio check.
-- CUPED with a pooled θ on the pre-assignment covariate (the revenue of the converting order).
-- Churn (subscriptions): log-rank test and Cox hazard ratio between arms, on aggregated lifetimes.
+Metrics: ``repeat`` (an order in the window), ``retained`` (an order or event in its last week), ``revenue``
+and ``orders`` per customer, ``revenue_per_order`` (a ratio metric). CUPED uses the revenue of the
+converting order as the pre-assignment covariate.
 """
 
 from __future__ import annotations
@@ -27,11 +18,27 @@ from dataclasses import dataclass
 import ibis
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .data import MISSING, DataError, DataSource, latest_timestamp
+from .data.source import MISSING, DataError, DataSource, latest_timestamp
+from .data.summaries import contractual_lifetimes
+from .stats.cox import fit_cox
+from .stats.inference import (
+    ArmStats,
+    Effect,
+    InferenceError,
+    Moments,
+    SampleRatio,
+    adjust_p_values,
+    bayesian_lift,
+    cuped,
+    non_inferiority_p_value,
+    ratio_effect,
+    sample_ratio_check,
+    sequential_interval,
+    welch,
+)
+from .stats.survival import logrank_tests
 
-SRM_THRESHOLD = 0.001
 ASSIGNMENT_WEEK = "assignment_week"  # segment value of summarize_experiment: the week customers were assigned
 METRICS = {
     "repeat": "proportion",  # at least one order after assignment within the window
@@ -44,11 +51,6 @@ METRICS = {
 
 class ExperimentError(ValueError):
     """An experiment cannot be read (unknown id or variant, empty arm, zero variance, window too long)."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Engine summary
-# --------------------------------------------------------------------------------------------------
 
 
 def summarize_experiment(source: DataSource, experiment_id: str, window_days: int = 30,
@@ -146,252 +148,6 @@ def planned_weights(source: DataSource, experiment_id: str) -> pd.DataFrame:
     return frame.sort_values("variant").reset_index(drop=True)
 
 
-# --------------------------------------------------------------------------------------------------
-# Statistics on sufficient statistics
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ArmStats:
-    """Sufficient statistics of one metric in one arm."""
-
-    n: int
-    sum: float
-    sumsq: float
-
-    @property
-    def mean(self) -> float:
-        return self.sum / self.n
-
-    @property
-    def var(self) -> float:
-        """Sample variance (Σx² − n·x̄²)/(n − 1)."""
-        return max((self.sumsq - self.n * self.mean**2) / (self.n - 1), 0.0)
-
-
-@dataclass(frozen=True)
-class Effect:
-    """Treatment vs control on one metric."""
-
-    metric: str
-    variant: str
-    control_mean: float
-    treatment_mean: float
-    effect: float  # absolute difference
-    ci_low: float
-    ci_high: float
-    relative: float
-    relative_ci_low: float
-    relative_ci_high: float
-    p_value: float
-    se: float
-    df: float
-    mde: float  # smallest absolute effect detectable with 80% power at this sample size
-    relative_se: float = float("nan")
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def welch(control: ArmStats | Moments, treatment: ArmStats | Moments, alpha: float = 0.05, metric: str = "",
-          variant: str = "treatment") -> Effect:
-    """Welch's t-test on the difference of means, and the delta-method interval of the relative lift."""
-    for arm, name in ((control, "control"), (treatment, variant)):
-        if arm.n < 2:
-            raise ExperimentError(f"{metric}: the {name} arm has {arm.n} customers; at least 2 are needed")
-    vc, vt = control.var / control.n, treatment.var / treatment.n
-    se2 = vc + vt
-    if se2 == 0:
-        raise ExperimentError(f"{metric}: zero variance in both arms; there is nothing to test")
-    df = se2**2 / (vc**2 / (control.n - 1) + vt**2 / (treatment.n - 1))
-    se = np.sqrt(se2)
-    diff = treatment.mean - control.mean
-    t = stats.t.ppf(1 - alpha / 2, df)
-    p = 2 * stats.t.sf(abs(diff / se), df)
-    mc, mt = control.mean, treatment.mean
-    if mc != 0:
-        rel = mt / mc - 1
-        rel_se = np.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
-        rel_ci = (rel - t * rel_se, rel + t * rel_se)
-    else:
-        rel, rel_ci = np.nan, (np.nan, np.nan)
-    mde = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)) * se
-    return Effect(metric, variant, mc, mt, diff, diff - t * se, diff + t * se, rel, *rel_ci, float(p),
-                  float(se), float(df), float(mde), float(rel_se) if mc != 0 else float("nan"))
-
-
-@dataclass(frozen=True)
-class Moments:
-    """Mean and variance of one arm (what :func:`welch` needs), e.g. after CUPED adjustment."""
-
-    n: int
-    mean: float
-    var: float
-
-
-def cuped(control: dict, treatment: dict) -> tuple[Moments, Moments, float]:
-    """CUPED with a pooled θ (Deng et al. 2013; as in gbstats): θ = Cov(y, x)/Var(x) over both arms,
-    adjusted mean ȳ − θ(x̄ − x̄_pooled), adjusted variance Var(y) − 2θ·Cov(y, x) + θ²·Var(x) per arm.
-
-    Each arm: dict with n, y_sum, y_sumsq, x_sum, x_sumsq, xy_sum. Returns the adjusted control and treatment
-    moments and the variance reduction achieved, 1 − Var(adjusted difference)/Var(difference).
-    """
-    n = control["n"] + treatment["n"]
-    total = {k: control[k] + treatment[k] for k in ("y_sum", "x_sum", "x_sumsq", "xy_sum")}
-    mx, my = total["x_sum"] / n, total["y_sum"] / n
-    var_x = (total["x_sumsq"] - n * mx**2) / (n - 1)
-    theta = (total["xy_sum"] - n * mx * my) / (n - 1) / var_x if var_x > 0 else 0.0
-    adjusted, before = [], 0.0
-    for arm in (control, treatment):
-        k = arm["n"]
-        ax, ay = arm["x_sum"] / k, arm["y_sum"] / k
-        vx = (arm["x_sumsq"] - k * ax**2) / (k - 1)
-        vy = (arm["y_sumsq"] - k * ay**2) / (k - 1)
-        cxy = (arm["xy_sum"] - k * ax * ay) / (k - 1)
-        adjusted.append(Moments(k, ay - theta * (ax - mx), max(vy - 2 * theta * cxy + theta**2 * vx, 0.0)))
-        before += vy / k
-    after = sum(m.var / m.n for m in adjusted)
-    return adjusted[0], adjusted[1], float(1 - after / before) if before > 0 else 0.0
-
-
-def _cuped_arm(row, metric) -> dict:
-    return {"n": int(row["n"]), "y_sum": row[f"{metric}_sum"], "y_sumsq": row[f"{metric}_sumsq"],
-            "x_sum": row["pre_sum"], "x_sumsq": row["pre_sumsq"], "xy_sum": row[f"{metric}_pre_sum"]}
-
-
-def ratio_effect(control: dict, treatment: dict, alpha: float = 0.05, metric: str = "revenue_per_order",
-                 variant: str = "treatment") -> Effect:
-    """Difference of ratio metrics Σx/Σy by the delta method (normal approximation).
-
-    Each arm: dict with n, x_sum, x_sumsq, y_sum, y_sumsq, xy_sum (per-customer numerator x, denominator y).
-    """
-    def moments(arm):
-        n = arm["n"]
-        mx, my = arm["x_sum"] / n, arm["y_sum"] / n
-        vx = (arm["x_sumsq"] - n * mx**2) / (n - 1)
-        vy = (arm["y_sumsq"] - n * my**2) / (n - 1)
-        cxy = (arm["xy_sum"] - n * mx * my) / (n - 1)
-        if my == 0:
-            raise ExperimentError(f"{metric}: the denominator is zero in one arm")
-        ratio = mx / my
-        var = (vx / my**2 - 2 * mx * cxy / my**3 + mx**2 * vy / my**4) / n
-        return ratio, max(var, 0.0)
-
-    rc, vc = moments(control)
-    rt, vt = moments(treatment)
-    se = np.sqrt(vc + vt)
-    if se == 0:
-        raise ExperimentError(f"{metric}: zero variance in both arms; there is nothing to test")
-    z = stats.norm.ppf(1 - alpha / 2)
-    diff = rt - rc
-    p = 2 * stats.norm.sf(abs(diff / se))
-    rel = rt / rc - 1
-    rel_se = np.sqrt(vt / rc**2 + rt**2 * vc / rc**4)
-    mde = (z + stats.norm.ppf(0.8)) * se
-    return Effect(metric, variant, rc, rt, diff, diff - z * se, diff + z * se, rel, rel - z * rel_se,
-                  rel + z * rel_se, float(p), float(se), float("inf"), float(mde), float(rel_se))
-
-
-@dataclass(frozen=True)
-class SampleRatio:
-    """χ² goodness of fit of the arm sizes against the planned split."""
-
-    observed: dict
-    expected: dict
-    p_value: float
-    mismatch: bool
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"observed": self.observed, "expected": self.expected})
-
-
-def sample_ratio_check(counts: dict[str, int], weights: dict[str, float],
-                       threshold: float = SRM_THRESHOLD) -> SampleRatio:
-    """χ² test of observed arm sizes against the planned weights; a mismatch at p < ``threshold``."""
-    variants = sorted(weights)
-    observed = np.array([counts.get(v, 0) for v in variants], dtype=float)
-    w = np.array([weights[v] for v in variants], dtype=float)
-    expected = observed.sum() * w / w.sum()
-    p = float(stats.chisquare(observed, expected).pvalue)
-    return SampleRatio(dict(zip(variants, observed.astype(int).tolist())),
-                       dict(zip(variants, expected.tolist())), p, p < threshold)
-
-
-def wilson_interval(successes, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a proportion (same as statsmodels ``proportion_confint(method="wilson")``)."""
-    k, n = np.asarray(successes, float), np.asarray(n, float)
-    z = stats.norm.ppf(1 - alpha / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = k / n
-        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return centre - half, centre + half
-
-
-def adjust_p_values(p_values: list[float], method: str = "holm") -> list[float]:
-    """Holm (family-wise error) or Benjamini–Hochberg (false discovery rate) adjusted p-values."""
-    from statsmodels.stats.multitest import multipletests
-
-    methods = {"holm": "holm", "bh": "fdr_bh", "none": None}
-    if method not in methods:
-        raise ValueError(f"correction must be one of {', '.join(methods)}, not {method!r}")
-    if methods[method] is None or not p_values:
-        return list(p_values)
-    return multipletests(p_values, method=methods[method])[1].tolist()
-
-
-def bayesian_lift(relative: float, relative_se: float, prior_sd: float = 0.3) -> tuple[float, float]:
-    """Chance to beat control and expected loss of shipping, for the relative lift under a Gaussian prior.
-
-    Prior δ ~ N(0, prior_sd²), likelihood N(δ̂, se²) → posterior N(m, s²) with s² = 1/(1/prior_sd² + 1/se²),
-    m = s²·δ̂/se². Chance to beat control = Φ(m/s); expected loss = E[max(0, −δ)] = s·φ(m/s) − m·Φ(−m/s).
-    """
-    if not np.isfinite(relative) or not relative_se > 0:
-        return float("nan"), float("nan")
-    var = 1.0 / (1.0 / prior_sd**2 + 1.0 / relative_se**2)
-    mean, sd = var * relative / relative_se**2, np.sqrt(var)
-    chance = stats.norm.cdf(mean / sd)
-    loss = sd * stats.norm.pdf(mean / sd) - mean * stats.norm.cdf(-mean / sd)
-    return float(chance), float(loss)
-
-
-def non_inferiority_p_value(effect: Effect, margin: float) -> float:
-    """One-sided p-value of H0: treatment is worse than control by at least ``margin`` (relative to the
-    control mean), i.e. H0: Δ ≤ −margin·μ_c against H1: Δ > −margin·μ_c (Welch t, or z for ratios)."""
-    shift = margin * abs(effect.control_mean)
-    statistic = (effect.effect + shift) / effect.se
-    if np.isfinite(effect.df):
-        return float(stats.t.sf(statistic, effect.df))
-    return float(stats.norm.sf(statistic))
-
-
-def sequential_interval(effect, se, n, alpha: float = 0.05, tuning: float = 5000.0):
-    """Always-valid (asymptotic) confidence sequence for an effect, as in gbstats (Waudby-Smith et al. 2023,
-    "Time-uniform central limit theory"): with per-customer variance s² = se²·n and
-    ρ² = (−2 log α + log(−2 log α + 1)) / tuning, the half-width is
-    s · √( 2(nρ² + 1)/(n²ρ²) · log(√(nρ² + 1)/α) ). It may be read after every new customer.
-    Works on numbers or arrays (one value per look); returns (low, high)."""
-    rho2 = (-2 * np.log(alpha) + np.log(-2 * np.log(alpha) + 1)) / tuning
-    s = se * np.sqrt(n)
-    half = s * np.sqrt(2 * (n * rho2 + 1) / (n**2 * rho2) * np.log(np.sqrt(n * rho2 + 1) / alpha))
-    return effect - half, effect + half
-
-
-def sample_size_per_arm(var_control: float, var_treatment: float, effect: float, alpha: float = 0.05,
-                        power: float = 0.8) -> int:
-    """Customers per arm to detect an absolute ``effect`` with a two-sided test:
-    n = (z_{1−α/2} + z_power)² · (σ²_c + σ²_t) / effect²."""
-    if effect == 0:
-        raise ValueError("the target effect must not be zero")
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return int(np.ceil(z**2 * (var_control + var_treatment) / effect**2))
-
-
-# --------------------------------------------------------------------------------------------------
-# Readout
-# --------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Readout:
     """The readout of one experiment: effects per metric × arm, the SRM check and the verdict."""
@@ -423,6 +179,11 @@ def metric_effect(control, treatment, metric: str, alpha: float = 0.05, variant:
         adj_c, adj_t, reduction = cuped(_cuped_arm(control, metric), _cuped_arm(treatment, metric))
         return welch(adj_c, adj_t, alpha, metric, variant), reduction
     return welch(_arm(control, metric), _arm(treatment, metric), alpha, metric, variant), np.nan
+
+
+def _cuped_arm(row, metric) -> dict:
+    return {"n": int(row["n"]), "y_sum": row[f"{metric}_sum"], "y_sumsq": row[f"{metric}_sumsq"],
+            "x_sum": row["pre_sum"], "x_sumsq": row["pre_sumsq"], "xy_sum": row[f"{metric}_pre_sum"]}
 
 
 def _arm(row, metric) -> ArmStats | Moments:
@@ -559,7 +320,7 @@ def cumulative_effects(by_week: pd.DataFrame, control: str, metric: str, alpha: 
                 continue
             try:
                 e, _ = metric_effect(arms.loc[control], arms.loc[variant], metric, alpha, variant)
-            except ExperimentError:  # e.g. no variance yet in the first week
+            except InferenceError:  # e.g. no variance yet in the first week
                 continue
             n = int(arms.loc[control, "n"] + arms.loc[variant, "n"])
             low, high = sequential_interval(e.effect, e.se, n, alpha)
@@ -571,11 +332,9 @@ def cumulative_effects(by_week: pd.DataFrame, control: str, metric: str, alpha: 
 
 def summarize_churn(source: DataSource, experiment_id: str) -> pd.DataFrame:
     """Subscription lifetimes of the experiment's customers as counts of distinct (variant, days, churned),
-    measured as in :func:`pco_lib.survival.contractual_lifetimes` (censored at the end of the data). Only
+    measured as in :func:`pco_lib.data.summaries.contractual_lifetimes` (censored at the end of the data). Only
     subscriptions started at or after assignment count.
     """
-    from .survival import contractual_lifetimes
-
     if not source.has("subscriptions"):
         raise DataError("a churn readout needs the subscriptions table")
     a = source.table("assignments")
@@ -603,9 +362,7 @@ class ChurnEffect:
 
 def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> list[ChurnEffect]:
     """Log-rank test and Cox proportional-hazards ratio of each treatment arm against control, on the
-    aggregated (variant, days, churned, n) counts (see :mod:`pco_lib.survival`)."""
-    from . import survival
-
+    aggregated (variant, days, churned, n) counts (see :mod:`pco_lib.stats.survival`)."""
     out = []
     c = counts[counts.variant == control]
     if c.empty:
@@ -616,9 +373,9 @@ def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> li
             raise ExperimentError("no subscription has ended in either arm; churn cannot be compared yet")
         pair = pd.concat([c, t])
         pair["treated"] = (pair.variant == variant).astype(float)
-        cox = survival.fit_cox(pair, ["treated"], alpha)
+        cox = fit_cox(pair, ["treated"], alpha)
         row = cox.summary.iloc[0]
-        logrank = survival.logrank_tests(pair, "variant").iloc[0]
+        logrank = logrank_tests(pair, "variant").iloc[0]
         out.append(ChurnEffect(variant, int(t.n.sum()), int((t.n * t.churned).sum()), row.hazard_ratio,
                                row.ci_low, row.ci_high, row.p_value, float(logrank.p_value)))
     return out

@@ -9,7 +9,7 @@
   ``response_window_days`` before the last answer in the data).
 - Satisfaction and churn: subscriptions live when the customer answered are followed from the answer to
   their end (censored at the end of the data); Kaplan–Meier per category and a Cox hazard ratio of
-  detractors and passives against promoters (:mod:`pco_lib.survival`).
+  detractors and passives against promoters (:mod:`pco_lib.stats.survival`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import MISSING, DataError, DataSource
-from .experiments import wilson_interval
-from .privacy import suppress_small_cells
-from .survival import contractual_lifetimes
+from .data.privacy import suppress_small_cells
+from .data.source import MISSING, DataError, DataSource
+from .data.summaries import contractual_lifetimes
+from .stats.intervals import nps, wilson_interval
 
 CATEGORIES = ("promoter", "passive", "detractor")
 
@@ -69,16 +69,6 @@ def survey_counts(source: DataSource, segment: str | None = None, period: str | 
     for col in agg:
         out[col] = out[col].fillna(0).astype("int64")
     return out
-
-
-def nps(promoters, detractors, answers, alpha: float = 0.05) -> tuple[float, float, float, float]:
-    """NPS (−100…100), its standard error and interval from the counts (module docstring)."""
-    n = np.asarray(answers, float)
-    p, d = np.asarray(promoters, float) / n, np.asarray(detractors, float) / n
-    score = 100 * (p - d)
-    se = 100 * np.sqrt((p * (1 - p) + d * (1 - d) + 2 * p * d) / n)
-    z = stats.norm.ppf(1 - alpha / 2)
-    return score, se, score - z * se, score + z * se
 
 
 def nps_table(counts: pd.DataFrame, alpha: float = 0.05, min_cell_size: int = 10) -> pd.DataFrame:
@@ -141,7 +131,7 @@ def response_rates(source: DataSource, segment: str | None = None, response_wind
 
 def lifetimes_after_answer(source: DataSource) -> pd.DataFrame:
     """Subscriptions live when the customer answered, followed from the (first) answer: counts of distinct
-    (days, churned, nps_category). Lifetime as in :func:`pco_lib.survival.contractual_lifetimes`."""
+    (days, churned, nps_category). Lifetime as in :func:`pco_lib.data.summaries.contractual_lifetimes`."""
     if not source.has("subscriptions"):
         raise DataError("linking satisfaction to churn needs the subscriptions table")
     s, sub = source.table("surveys"), source.table("subscriptions")
@@ -155,11 +145,6 @@ def lifetimes_after_answer(source: DataSource) -> pd.DataFrame:
     followed = live.select(customer_id=live.customer_id, started_at=live.answered_at, ended_at=live.ended_at,
                            nps_category=live.nps_category)
     return contractual_lifetimes(followed, columns=["nps_category"], observed_until=until)
-
-
-# --------------------------------------------------------------------------------------------------
-# The report's readout
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, repr=False)
@@ -182,7 +167,8 @@ def analyze(source: DataSource, segment: str | None = "channel", period: str = "
             min_cell_size: int = 10) -> FeedbackReadout:
     """NPS and CSAT overall, over time and by segment, segment differences, and the link to churn (when there
     are subscriptions); each part that the data cannot support is skipped with a note."""
-    from .survival import SurvivalError, fit_cox
+    from .stats.cox import fit_cox
+    from .stats.survival import SurvivalError
 
     notes = []
     overall = nps_table(survey_counts(source), alpha, min_cell_size).iloc[0]

@@ -1,32 +1,12 @@
-"""Summaries for the data overview report, computed in the engine (Ibis) and returned as small frames."""
+"""Summaries for the data overview report, computed in the engine (Ibis) and returned as small frames.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from .data import MISSING, TABLES, TIMESTAMP, DataError, DataSource
-from .privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
-
-
-def table_overview(source: DataSource, only: list[str] | None = None) -> pd.DataFrame:
-    """One row per table of the data model: present or not, rows, first and last main timestamp.
-
-    ``only``: the tables to count (others are listed as not present), e.g. those that passed validation.
-    """
-    rows = []
-    for name, spec in TABLES.items():
-        if not source.has(name) or (only is not None and name not in only):
-            rows.append({"table": name, "present": False, "rows": None, "first": None, "last": None})
-            continue
-        t = source.table(name)
-        ts = next((c.name for c in spec.columns if c.kind == TIMESTAMP and c.name in t.columns), None)
-        aggs = {"rows": t.count()}
-        if ts:
-            aggs |= {"first": t[ts].min(), "last": t[ts].max()}
-        stats = t.aggregate(**aggs).to_pandas().iloc[0]
-        rows.append({"table": name, "present": True, "rows": int(stats["rows"]),
-                     "first": stats.get("first"), "last": stats.get("last")})
-    return pd.DataFrame(rows)
+from .data.privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
+from .data.source import MISSING, DataError, DataSource
 
 
 def _segment_column(t, by: str | None, table: str) -> str | None:
@@ -121,15 +101,6 @@ def funnel(source: DataSource) -> pd.DataFrame:
     frame = pd.DataFrame(stages, columns=["stage", "count"])
     frame["share_of_previous"] = frame["count"] / frame["count"].shift(1)
     return frame
-
-
-def observed_period(source: DataSource) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First conversion and last order: the window the data covers."""
-    c = source.table("customers")
-    o = source.table("orders")
-    first = c.converted_at.min().to_pandas()
-    last = o.ordered_at.max().to_pandas()
-    return pd.Timestamp(first), pd.Timestamp(last)
 
 
 def headlines(stages: pd.DataFrame, revenue: pd.DataFrame, n_warnings: int) -> list[tuple]:

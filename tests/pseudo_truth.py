@@ -5,11 +5,12 @@ censoring at the end of the data, the sBG heterogeneity that makes hazards non-p
 import numpy as np
 import pandas as pd
 
+from pco_lib.data.sample import _conversion_density
+
 
 def simulate_subscriptions(truth: dict, n: int, seed: int = 0) -> pd.DataFrame:
     """One row per subscription: plan, NPS category, end (days after the start, the sBG lifetime), follow
     (days of data after the start) and answer (day of the survey answer, 20–40 days after the start)."""
-    from pco_lib import sample
 
     rng = np.random.default_rng(seed)
     plans, nps = truth["subscriptions"]["plans"], truth["nps"]
@@ -20,7 +21,7 @@ def simulate_subscriptions(truth: dict, n: int, seed: int = 0) -> pd.DataFrame:
                              [plans[names[i]]["sbg_beta"] for i in plan])
                     * np.array(list(nps["multipliers"].values()))[cat], 1e-6, 1)
     end = rng.geometric(theta) * truth["subscriptions"]["period_days"]
-    density = sample._conversion_density()
+    density = _conversion_density()
     start = rng.choice(len(density), n, p=density) + rng.uniform(0, 1, n)
     return pd.DataFrame({"plan": np.array(names)[plan], "category": np.array(cats)[cat], "end": end,
                          "follow": len(density) - start, "answer": rng.uniform(20, 40, n)})

@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from pco_lib.checks import check_folder
+from pco_lib.data.checks import check_folder
 
 
 def _hashes(folder):

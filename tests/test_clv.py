@@ -12,8 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pco_lib import clv
-from pco_lib.clv import BGNBD, ClvError, GammaGamma, ModifiedBGNBD, ParetoNBD, ShiftedBetaGeometric
+from pco_lib import clv, data
+from pco_lib.stats.models import (
+    BGNBD,
+    ClvError,
+    GammaGamma,
+    ModifiedBGNBD,
+    ParetoNBD,
+    ShiftedBetaGeometric,
+    customer_value,
+)
+from pco_lib.stats.models import clv as model_clv
 
 DATA = Path(__file__).parent / "data" / "cdnow_sample.txt"
 CALIBRATION_END = "1997-09-30"
@@ -273,14 +282,14 @@ def test_clv_by_hand_with_monthly_discounting():
     v = 1.1 ** (-1 / 12)
     expected = 10 * 0.5 * 30.4375 / 7 * v * (1 - 1 / 1.1) / (1 - v)
     assert expected == pytest.approx(247.8588, abs=1e-4)
-    got = clv.clv(_LinearPurchases(0.5), _FixedSpend(), [1], [1.0], [2.0], [10.0], horizon_days=365.25,
+    got = model_clv(_LinearPurchases(0.5), _FixedSpend(), [1], [1.0], [2.0], [10.0], horizon_days=365.25,
                   time_unit_days=7, discount_rate_per_year=0.1)
     assert got[0] == pytest.approx(expected, rel=1e-12)
-    undiscounted = clv.clv(_LinearPurchases(0.5), _FixedSpend(), [1], [1.0], [2.0], [10.0], horizon_days=365.25,
+    undiscounted = model_clv(_LinearPurchases(0.5), _FixedSpend(), [1], [1.0], [2.0], [10.0], horizon_days=365.25,
                            time_unit_days=7, discount_rate_per_year=0.0)
     assert undiscounted[0] == pytest.approx(10 * 0.5 * 365.25 / 7, rel=1e-12)
     # a horizon that is not a whole number of steps: the last, shorter step ends at the horizon
-    partial = clv.clv(_LinearPurchases(1.0), _FixedSpend(), [0], [0.0], [1.0], [np.nan], horizon_days=40,
+    partial = model_clv(_LinearPurchases(1.0), _FixedSpend(), [0], [0.0], [1.0], [np.nan], horizon_days=40,
                       time_unit_days=1, discount_rate_per_year=0.05, step_days=30)
     assert partial[0] == pytest.approx(10 * (30 * 1.05 ** (-30 / 365.25) + 10 * 1.05 ** (-40 / 365.25)))
 
@@ -288,13 +297,13 @@ def test_clv_by_hand_with_monthly_discounting():
 def test_clv_on_cdnow(bgnbd, gamma_gamma, customers):
     c = customers.head(200)
     args = (bgnbd, gamma_gamma, c.frequency, c.recency, c["T"], c.monetary)
-    zero = clv.clv(*args, horizon_days=0, discount_rate_per_year=0.1)  # the model knows its unit (weeks)
+    zero = model_clv(*args, horizon_days=0, discount_rate_per_year=0.1)  # the model knows its unit (weeks)
     assert isinstance(zero, pd.Series) and (zero == 0).all()
-    year = clv.clv(*args, horizon_days=365, discount_rate_per_year=0.1)
-    two_years = clv.clv(*args, horizon_days=730, discount_rate_per_year=0.1)
+    year = model_clv(*args, horizon_days=365, discount_rate_per_year=0.1)
+    two_years = model_clv(*args, horizon_days=730, discount_rate_per_year=0.1)
     assert (year > 0).all() and (two_years > year).all()
     # no discounting: expected spend × expected purchases over the whole horizon
-    plain = clv.clv(*args, horizon_days=365, time_unit_days=7, discount_rate_per_year=0.0)  # agreeing unit: fine
+    plain = model_clv(*args, horizon_days=365, time_unit_days=7, discount_rate_per_year=0.0)  # agreeing unit: fine
     by_hand = (gamma_gamma.expected_spend(c.frequency, c.monetary)
                * bgnbd.expected_purchases(365 / 7, c.frequency, c.recency, c["T"]))
     np.testing.assert_allclose(plain, by_hand, rtol=1e-10)
@@ -308,14 +317,14 @@ def test_clv_does_not_depend_on_the_time_unit_of_the_fit(cdnow_orders, bgnbd, ga
     assert daily.time_unit_days_ == 1.0 and bgnbd.time_unit_days_ == 7.0
     assert daily.alpha_ == pytest.approx(7 * bgnbd.alpha_, rel=1e-4) and daily.r_ == pytest.approx(bgnbd.r_, rel=1e-4)
     c = customers.head(50)
-    weekly = clv.clv(bgnbd, gamma_gamma, c.frequency, c.recency, c["T"], c.monetary, horizon_days=180,
+    weekly = model_clv(bgnbd, gamma_gamma, c.frequency, c.recency, c["T"], c.monetary, horizon_days=180,
                      discount_rate_per_year=0.08)
-    in_days = clv.clv(daily, gamma_gamma, c.frequency, c.recency * 7, c["T"] * 7, c.monetary, horizon_days=180,
+    in_days = model_clv(daily, gamma_gamma, c.frequency, c.recency * 7, c["T"] * 7, c.monetary, horizon_days=180,
                       discount_rate_per_year=0.08)
     np.testing.assert_allclose(in_days, weekly, rtol=1e-3)
     # a unit that contradicts the model's is an error, not a silently wrong answer
     with pytest.raises(ClvError, match="conflicting time units"):
-        clv.clv(daily, gamma_gamma, c.frequency, c.recency, c["T"], c.monetary, horizon_days=180,
+        model_clv(daily, gamma_gamma, c.frequency, c.recency, c["T"], c.monetary, horizon_days=180,
                 time_unit_days=7, discount_rate_per_year=0.08)
 
 
@@ -332,16 +341,16 @@ def test_models_remember_their_time_unit(cdnow_orders, rfm, customers, gamma_gam
     bare = BGNBD().fit(rfm.frequency, rfm.recency, rfm["T"], weights=rfm["count"])
     assert bare.time_unit_days_ is None
     with pytest.raises(ClvError, match="unknown"):
-        clv.clv(bare, gamma_gamma, [1], [1.0], [2.0], [10.0], horizon_days=365, discount_rate_per_year=0.1)
+        model_clv(bare, gamma_gamma, [1], [1.0], [2.0], [10.0], horizon_days=365, discount_rate_per_year=0.1)
     assert ParetoNBD().fit_rfm(rfm).time_unit_days_ == 7.0
     # customer_value checks the frame's unit against the model's
     days = clv.rfm_table(ibis.memtable(cdnow_orders), CALIBRATION_END, time_unit_days=1.0, per_customer=True)
     with pytest.raises(ClvError, match="conflicting time units"):
-        clv.customer_value(explicit, gamma_gamma, days, horizon_days=365, discount_rate_per_year=0.1)
-    value = clv.customer_value(explicit, gamma_gamma, customers.head(20), horizon_days=365,
+        customer_value(explicit, gamma_gamma, days, horizon_days=365, discount_rate_per_year=0.1)
+    value = customer_value(explicit, gamma_gamma, customers.head(20), horizon_days=365,
                                discount_rate_per_year=0.1)
     head = customers.head(20)
-    direct = clv.clv(explicit, gamma_gamma, head.frequency, head.recency, head["T"], head.monetary,
+    direct = model_clv(explicit, gamma_gamma, head.frequency, head.recency, head["T"], head.monetary,
                      horizon_days=365, discount_rate_per_year=0.1)
     np.testing.assert_allclose(value["clv"], direct, rtol=1e-12)
     np.testing.assert_allclose(value.p_alive, explicit.probability_alive(head.frequency, head.recency, head["T"]))
@@ -357,7 +366,7 @@ def test_models_remember_their_time_unit(cdnow_orders, rfm, customers, gamma_gam
 def test_clv_rejects_invalid_units(bgnbd, gamma_gamma, kwargs, match):
     args = {"horizon_days": 365, "time_unit_days": 7, "discount_rate_per_year": 0.1} | kwargs
     with pytest.raises(ClvError, match=match):
-        clv.clv(bgnbd, gamma_gamma, [1], [1.0], [2.0], [10.0], **args)
+        model_clv(bgnbd, gamma_gamma, [1], [1.0], [2.0], [10.0], **args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -717,7 +726,7 @@ def test_recovery_on_the_sample_business(tmp_path):
     include pre-change customers) have multipliers 1; onboarding_email starts 2026-02. Two effects remain
     and make the truth not exactly a BG/NBD:
 
-    1. the generator lets customers drop out after every order *including the first* (sample.py: N ~
+    1. the generator lets customers drop out after every order *including the first* (pco_lib/data/sample.py: N ~
        Geometric(p) − 1 extra orders): that is the MBG/NBD of Batislam et al. (2007), not the BG/NBD, in which
        a customer without repeat purchases is alive for sure. A BG/NBD fit explains those early drop-outs by
        low purchase rates and does not recover r, α (r ≈ 0.65 vs 1.4) — checked below as a documented
@@ -730,8 +739,7 @@ def test_recovery_on_the_sample_business(tmp_path):
     rate a little, so α comes out high (2.5 SE). Tolerance: 3 standard errors (inverse Hessian, delta method
     for derived quantities). Gamma-Gamma spend is independent of all of this: p, q, γ within 3 SE.
     """
-    from pco_lib import data
-    from pco_lib.sample import generate_sample
+    from pco_lib.data.sample import generate_sample
 
     truth = generate_sample(tmp_path / "s", customers=20_000, seed=13, progress=False)
     source = data.connect(tmp_path / "s")
@@ -798,7 +806,6 @@ def test_subscription_value_counts_the_cohort_by_hand():
 
 
 def test_report_readout_on_the_tiny_sample(tiny_sample):
-    from pco_lib import data
 
     readout = clv.analyze(data.connect(tiny_sample), model="mbgnbd", horizon_days=365, segment="channel")
     v = readout.values

@@ -7,13 +7,8 @@ from scipy import stats
 from statsmodels.stats import proportion as sm_proportion
 
 from pco_lib import cohorts, data
-from pco_lib.cohorts import (
-    compare_before_after,
-    difference_in_means,
-    difference_in_proportions,
-    interrupted_time_series,
-    summarize_cohorts,
-)
+from pco_lib.cohorts import compare_before_after, interrupted_time_series, summarize_cohorts
+from pco_lib.stats.inference import difference_in_means, difference_in_proportions
 
 T = pd.Timestamp
 CUSTOMERS = pd.DataFrame({
@@ -87,7 +82,7 @@ def test_pandas_input_and_parquet_through_duckdb_give_the_same_cells(summary, tm
     CUSTOMERS.assign(**utc).to_parquet(tmp_path / "customers.parquet")
     ORDERS.assign(ordered_at=ORDERS.ordered_at.dt.tz_localize("UTC")).to_parquet(tmp_path / "orders.parquet")
     source = data.connect(tmp_path)
-    from_engine = summarize_cohorts(source.table("customers"), cohorts.activity_table(source), "month", as_of=AS_OF)
+    from_engine = summarize_cohorts(source.table("customers"), data.activity_table(source), "month", as_of=AS_OF)
     pd.testing.assert_frame_equal(from_engine.cells, summary.cells, check_dtype=False)
 
 
@@ -158,12 +153,12 @@ def test_weekly_change_window_matches_a_per_customer_count():
 
 @pytest.fixture(scope="module")
 def business(tmp_path_factory):
-    from pco_lib.sample import generate_sample
+    from pco_lib.data.sample import generate_sample
 
     out = tmp_path_factory.mktemp("cohorts") / "s"
     truth = generate_sample(out, customers=20_000, seed=5, progress=False)
     source = data.connect(out)
-    return truth, source.table("customers"), cohorts.activity_table(source), source
+    return truth, source.table("customers"), data.activity_table(source), source
 
 
 def test_recovers_the_onboarding_uplift_of_the_sample_business(business):
@@ -215,7 +210,7 @@ def test_subscription_activity_counts_live_periods():
 
 def test_sample_subscription_retention_matches_a_direct_count(business):
     *_, source = business
-    summary = summarize_cohorts(source.table("customers"), cohorts.activity_table(source, "subscription"), "month",
+    summary = summarize_cohorts(source.table("customers"), data.activity_table(source, "subscription"), "month",
                                 horizon=3)
     cohort = T("2025-01-01")
     c = pd.read_parquet(source.data_dir / "customers.parquet")

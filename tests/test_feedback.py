@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pco_lib import data
-from pco_lib import feedback as fb
-from pco_lib import survival as sv
+from pco_lib import data, feedback
+from pco_lib.stats.cox import fit_cox
+from pco_lib.stats.intervals import nps
 
 
 def test_nps_and_its_interval_by_hand():
     # 50 promoters, 30 passives, 20 detractors: NPS 30; Var(P − D) = (.5·.5 + .2·.8 + 2·.5·.2)/100 = .0061
-    score, se, low, high = fb.nps(50, 20, 100)
+    score, se, low, high = nps(50, 20, 100)
     assert score == pytest.approx(30.0)
     assert se == pytest.approx(100 * np.sqrt(0.0061))
     assert (low, high) == pytest.approx((30 - 1.959964 * se, 30 + 1.959964 * se), rel=1e-6)
@@ -22,18 +22,18 @@ def test_nps_standard_error_matches_its_sampling_spread():
     rng = np.random.default_rng(1)
     draws = rng.multinomial(400, [0.45, 0.30, 0.25], size=20_000)
     scores = 100 * (draws[:, 0] - draws[:, 2]) / 400
-    _, se, _, _ = fb.nps(0.45 * 400, 0.25 * 400, 400)
+    _, se, _, _ = nps(0.45 * 400, 0.25 * 400, 400)
     assert np.std(scores) == pytest.approx(se, rel=0.02)  # 20,000 draws: SD known to ±1%
 
 
 def test_segment_differences_and_the_chi_square_test():
     counts = pd.DataFrame({"segment": ["a", "b", "c"], "answers": [200, 100, 5], "promoters": [100, 30, 2],
                            "passives": [60, 30, 2], "detractors": [40, 40, 1]})
-    diffs, p = fb.segment_differences(counts, min_cell_size=10)
+    diffs, p = feedback.segment_differences(counts, min_cell_size=10)
     assert p == pytest.approx(stats.chi2_contingency([[100, 60, 40], [30, 30, 40]]).pvalue)  # c is too small
     b = diffs.set_index("segment").loc["b"]
     assert b.reference == "a" and b.difference == pytest.approx(-10 - 30)
-    se = np.hypot(fb.nps(30, 40, 100)[1], fb.nps(100, 40, 200)[1])
+    se = np.hypot(nps(30, 40, 100)[1], nps(100, 40, 200)[1])
     assert b.p_value == pytest.approx(2 * stats.norm.sf(40 / se))
 
 
@@ -41,14 +41,14 @@ def test_small_groups_are_suppressed():
     counts = pd.DataFrame({"segment": ["a", "b"], "answers": [50, 4], "promoters": [20, 2], "passives": [20, 1],
                            "detractors": [10, 1], "csat_answers": [40, 4], "csat_satisfied": [30, 3],
                            "csat_sum": [150, 15]})
-    table = fb.nps_table(counts, min_cell_size=10).set_index("segment")
+    table = feedback.nps_table(counts, min_cell_size=10).set_index("segment")
     assert table.loc["b"].suppressed and np.isnan(table.loc["b", "nps"]) and np.isnan(table.loc["b", "answers"])
     assert table.loc["a", "nps"] == pytest.approx(20.0) and table.loc["a", "csat"] == pytest.approx(0.75)
 
 
 def test_engine_counts_match_pandas(tiny_sample):
     source = data.connect(tiny_sample)
-    counts = fb.survey_counts(source, "channel").set_index("segment")
+    counts = feedback.survey_counts(source, "channel").set_index("segment")
     s = pd.read_parquet(tiny_sample / "surveys.parquet").merge(
         pd.read_parquet(tiny_sample / "customers.parquet")[["customer_id", "channel"]], on="customer_id")
     for channel, part in s.groupby("channel"):
@@ -56,7 +56,7 @@ def test_engine_counts_match_pandas(tiny_sample):
         assert row.answers == len(part)
         assert row.promoters == (part.nps >= 9).sum() and row.detractors == (part.nps <= 6).sum()
         assert row.csat_satisfied == (part.csat >= 4).sum() and row.csat_answers == part.csat.notna().sum()
-    rates = fb.response_rates(source, "channel", response_window_days=40).set_index("segment")
+    rates = feedback.response_rates(source, "channel", response_window_days=40).set_index("segment")
     c = pd.read_parquet(tiny_sample / "customers.parquet")
     eligible = c[c.converted_at <= s.answered_at.max() - pd.Timedelta(days=40)]
     for channel, part in eligible.groupby("channel"):
@@ -82,7 +82,7 @@ def test_lifetimes_after_answer_follow_live_subscriptions_from_the_answer(tmp_pa
     for name, frame in [("customers", customers), ("surveys", surveys), ("subscriptions", subscriptions),
                         ("orders", orders)]:
         frame.to_parquet(tmp_path / f"{name}.parquet")
-    rows = fb.lifetimes_after_answer(data.connect(tmp_path)).set_index("nps_category")
+    rows = feedback.lifetimes_after_answer(data.connect(tmp_path)).set_index("nps_category")
     assert set(rows.index) == {"promoter", "passive"}
     assert rows.loc["promoter", ["days", "churned", "n"]].tolist() == [60, 1, 1]  # answer day 30 → end day 90
     until = 90  # the latest timestamp in subscriptions (a's end) is the end of the data
@@ -96,7 +96,7 @@ def test_lifetimes_after_answer_follow_live_subscriptions_from_the_answer(tmp_pa
 
 @pytest.fixture(scope="module")
 def business(tmp_path_factory):
-    from pco_lib.sample import generate_sample
+    from pco_lib.data.sample import generate_sample
 
     out = tmp_path_factory.mktemp("feedback") / "s"
     # seed 22; with seed 21 the channels' NPS differ by chance (χ² p = 0.005, email 27 vs 20); seeds 22 and 23
@@ -109,11 +109,11 @@ def test_nps_overall_and_by_channel_covers_the_true_score(business):
     truth, source = business
     shares = truth["nps"]["category_shares"]
     true_nps = 100 * (shares["promoter"] - shares["detractor"])  # 20: the generator draws categories up front
-    overall = fb.nps_table(fb.survey_counts(source)).iloc[0]
+    overall = feedback.nps_table(feedback.survey_counts(source)).iloc[0]
     assert overall.nps_ci_low <= true_nps <= overall.nps_ci_high
-    by_channel = fb.nps_table(fb.survey_counts(source, "channel"), alpha=0.01)  # 5 channels: 99% intervals
+    by_channel = feedback.nps_table(feedback.survey_counts(source, "channel"), alpha=0.01)  # 5 channels: 99% intervals
     assert ((by_channel.nps_ci_low <= true_nps) & (true_nps <= by_channel.nps_ci_high)).all()
-    _, p = fb.segment_differences(fb.survey_counts(source, "channel"))
+    _, p = feedback.segment_differences(feedback.survey_counts(source, "channel"))
     assert p > 0.001  # channel does not enter satisfaction
 
 
@@ -138,8 +138,8 @@ def test_detractors_churn_faster_by_the_true_hazard_ratio(business):
     source.con.create_view("subscriptions_outside_treatment", s.anti_join(treated, "customer_id"), overwrite=True)
     clean.names["subscriptions"] = "subscriptions_outside_treatment"
     clean.data_dir = None  # read the view through the typed path
-    counts = fb.lifetimes_after_answer(clean)
-    cox = sv.fit_cox(counts, ["nps_category"])
+    counts = feedback.lifetimes_after_answer(clean)
+    cox = fit_cox(counts, ["nps_category"])
     hr = cox.summary.set_index("level")
     assert cox.reference["nps_category"] == "promoter"
     expected = _pseudo_true_category_hazard_ratios(truth)
@@ -154,10 +154,10 @@ def test_readout_skips_what_the_data_cannot_support(tiny_sample, tmp_path):
     folder = tmp_path / "no_subscriptions"
     shutil.copytree(tiny_sample, folder)
     (folder / "subscriptions.parquet").unlink()
-    readout = fb.analyze(data.connect(folder), "channel")
+    readout = feedback.analyze(data.connect(folder), "channel")
     assert readout.churn is None and readout.churn_counts is None
-    cards, hidden = fb.headlines(readout)
+    cards, hidden = feedback.headlines(readout)
     assert "churn_hazard_ratio" not in hidden and hidden["nps.ci_low"] < cards[0][1] < hidden["nps.ci_high"]
-    assert fb.summary_points(readout)[0].startswith("Net Promoter Score")
+    assert feedback.summary_points(readout)[0].startswith("Net Promoter Score")
     with pytest.raises(data.DataError, match="too few to report"):
-        fb.analyze(data.connect(folder), "channel", min_cell_size=10**6)
+        feedback.analyze(data.connect(folder), "channel", min_cell_size=10**6)

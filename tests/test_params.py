@@ -1,6 +1,6 @@
 import pytest
 
-from pco_lib.params import Parameter, ParameterError, parse_parameters_source, resolve
+from pco_lib.report.params import Parameter, ParameterError, parse_parameters_source, resolve
 
 SOURCE = '''data_dir: str = "../data/sample"  # folder with the tables
 months: int = 24  # months to show

@@ -8,8 +8,8 @@ import pytest
 
 from pco_lib import report as report_mod
 from pco_lib.cli import main
-from pco_lib.params import ParameterError
 from pco_lib.report import ReportError, collect_results, latest_good_run, list_runs, run_report
+from pco_lib.report.params import ParameterError
 
 
 def _write_notebook(path, params_source, body):

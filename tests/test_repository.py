@@ -1,7 +1,12 @@
-"""Repository contracts: environment.yml matches pyproject.toml, notebooks are committed clean."""
+"""Repository contracts: environment.yml matches pyproject.toml, notebooks are committed clean, the package keeps
+its layers and its modules small."""
 
+import ast
 import re
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -50,7 +55,7 @@ def test_there_is_at_least_one_report():
 
 
 def test_readme_documents_every_report_and_parameter():
-    from pco_lib.params import notebook_parameters
+    from pco_lib.report.params import notebook_parameters
 
     readme = (ROOT / "README.md").read_text()
     for name, path in list_reports().items():
@@ -65,10 +70,34 @@ def test_papermill_reads_the_same_parameters_as_pco(path):
     """`papermill --help-notebook` documents the same parameters, with the same types and help."""
     import papermill
 
-    from pco_lib.params import notebook_parameters
+    from pco_lib.report.params import notebook_parameters
 
     ours = {p.name: p for p in notebook_parameters(path)}
     theirs = papermill.inspect_notebook(str(path))
     assert set(theirs) == set(ours)
     for name, info in theirs.items():
         assert info["help"] == ours[name].help
+
+
+def test_the_package_keeps_its_layers():
+    """import-linter's contracts in pyproject.toml: layers, no report domain in the runner, pure statistics."""
+    lint = Path(sys.executable).parent / "lint-imports"  # installed with the dev extra, beside this Python
+    done = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+def test_no_module_is_a_room_of_its_own():
+    """No module over 800 lines: one model per file, one topic per module."""
+    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in (ROOT / "pco_lib").rglob("*.py")}
+    assert max(sizes.values()) <= 800, {k: v for k, v in sizes.items() if v > 800}
+
+
+def test_statistics_import_nothing_of_pco_lib_outside_stats():
+    """The statistics layer stands alone (also checked by import-linter; this one needs no tool)."""
+    for path in (ROOT / "pco_lib" / "stats").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                absolute = (node.module or "").startswith("pco_lib") and not node.module.startswith("pco_lib.stats")
+                escapes = node.level > path.relative_to(ROOT / "pco_lib" / "stats").as_posix().count("/") + 1
+                assert not (absolute or escapes), f"{path.name} imports {'.' * node.level}{node.module}"

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pco_lib.data import TABLES
-from pco_lib.sample import SCHEMAS, generate_sample
+from pco_lib.data.sample import SCHEMAS, generate_sample
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,10 @@ import pytest
 from scipy import stats
 
 from pco_lib import data
-from pco_lib import segments as sg
+from pco_lib import lifecycle as lc
+from pco_lib.stats.inference import welch_test
+from pco_lib.stats.intervals import wilson_interval
+from pco_lib.stats.scores import auc, cohens_d, weighted_quantile
 
 D = pd.Timestamp("2025-12-31")  # as_of in the hand-built cases
 
@@ -60,8 +63,8 @@ def test_every_stage_rule_and_its_boundaries():
     later = pd.DataFrame({"order_id": ["late"], "customer_id": ["risk_91"], "ordered_at": [D + pd.Timedelta(days=1)],
                           "revenue": [10.0]})
     future = pd.DataFrame({"customer_id": ["future"], "converted_at": [D + pd.Timedelta(days=2)], "channel": ["a"]})
-    rules = sg.StageRules(vip_min_orders=99)  # no VIP here; the VIP rule has its own test
-    got = sg.customer_stages(pd.concat([customers, future]), pd.concat([orders, later]), D, rules)
+    rules = lc.StageRules(vip_min_orders=99)  # no VIP here; the VIP rule has its own test
+    got = lc.customer_stages(pd.concat([customers, future]), pd.concat([orders, later]), D, rules)
     stages = got.set_index("customer_id")["stage"]
     assert "future" not in stages.index  # converts after as_of
     assert stages.to_dict() == {k: v[2] for k, v in STAGE_CASES.items()}
@@ -73,16 +76,16 @@ def test_every_stage_rule_and_its_boundaries():
 
 def test_the_rules_are_parameters():
     customers, orders = frames({k: v[:2] for k, v in STAGE_CASES.items()})
-    rules = sg.StageRules(new_days=120, at_risk_gap_multiple=None, lapsed_days=500, at_risk_days=100,
+    rules = lc.StageRules(new_days=120, at_risk_gap_multiple=None, lapsed_days=500, at_risk_days=100,
                           vip_min_orders=99)
-    stages = sg.customer_stages(customers, orders, D, rules).set_index("customer_id")["stage"]
+    stages = lc.customer_stages(customers, orders, D, rules).set_index("customer_id")["stage"]
     assert stages["risk_91"] == "new"  # 91 < 120
     assert stages["gap_61_risk"] == "repeat"  # without the gap rule the threshold is 100 days
     assert stages["lapsed_181"] == "at_risk" and stages["risk_180"] == "at_risk"
-    with pytest.raises(sg.SegmentError, match="vip_share"):
-        sg.StageRules(vip_share=1.5)
-    with pytest.raises(sg.SegmentError, match="at_risk_days"):
-        sg.StageRules(at_risk_days=200, lapsed_days=100)
+    with pytest.raises(lc.SegmentError, match="vip_share"):
+        lc.StageRules(vip_share=1.5)
+    with pytest.raises(lc.SegmentError, match="at_risk_days"):
+        lc.StageRules(at_risk_days=200, lapsed_days=100)
 
 
 def test_vip_is_the_top_share_of_buyers_in_the_window():
@@ -90,17 +93,17 @@ def test_vip_is_the_top_share_of_buyers_in_the_window():
     spec = {f"c{i:02d}": (300, [(300, 1.0), (10, float(i))]) for i in range(1, 21)}
     spec["old_whale"] = (700, [(700, 5000.0), (400, 5000.0)])
     customers, orders = frames(spec)
-    stages = sg.customer_stages(customers, orders, D).set_index("customer_id")["stage"]
+    stages = lc.customer_stages(customers, orders, D).set_index("customer_id")["stage"]
     # in the window (day > D − 365): c01..c20 only (their day-300 order counts too: revenue i + 1);
     # 20 buyers × 10% = 2: VIP when fewer than 2 buyers spent more → c20 and c19
     assert sorted(stages[stages == "vip"].index) == ["c19", "c20"]
     assert stages["old_whale"] == "lapsed" and stages["c18"] == "repeat"
     # ties at the boundary all get in: c18 now spends as much as c19
     orders.loc[(orders.customer_id == "c18") & (orders.revenue == 18.0), "revenue"] = 19.0
-    stages = sg.customer_stages(customers, orders, D).set_index("customer_id")["stage"]
+    stages = lc.customer_stages(customers, orders, D).set_index("customer_id")["stage"]
     assert sorted(stages[stages == "vip"].index) == ["c18", "c19", "c20"]
     # the alternative rule: at least N orders in the window
-    stages = sg.customer_stages(customers, orders, D, sg.StageRules(vip_min_orders=2)).set_index("customer_id")
+    stages = lc.customer_stages(customers, orders, D, lc.StageRules(vip_min_orders=2)).set_index("customer_id")
     assert (stages.loc[[f"c{i:02d}" for i in range(1, 21)], "stage"] == "vip").all()
 
 
@@ -112,29 +115,29 @@ def test_leads_without_a_customer_yet_are_leads():
         "source": ["s", "s", "t", "t", "s"],
         "customer_id": [None, None, "y", "x", None],
     })
-    got = sg.customer_stages(customers, orders, D, leads=leads).set_index("key")
+    got = lc.customer_stages(customers, orders, D, leads=leads).set_index("key")
     assert got.loc["x", "stage"] == "new"  # L4 became customer x: not a lead
     assert got.loc["lead:L1", "stage"] == "lead" and pd.isna(got.loc["lead:L1", "customer_id"])
     assert got.loc["y", "stage"] == "lead"  # L3: its customer converts after as_of
     assert "lead:L2" not in got.index  # created after as_of
     assert got.loc["lead:L5", "stage"] == "lead"
-    fresh = sg.customer_stages(customers, orders, D, sg.StageRules(lead_max_age_days=365), leads=leads)
+    fresh = lc.customer_stages(customers, orders, D, lc.StageRules(lead_max_age_days=365), leads=leads)
     assert "lead:L5" not in set(fresh["key"])  # 400 days old: stale
-    counts = sg.stage_counts(customers, orders, D, leads=leads, min_cell_size=1).set_index("stage")
+    counts = lc.stage_counts(customers, orders, D, leads=leads, min_cell_size=1).set_index("stage")
     assert counts.loc["lead", "customers"] == 3 and counts.loc["new", "customers"] == 1
-    assert list(counts.index) == list(sg.STAGES)
-    by_source = sg.stage_counts(customers, orders, D, leads=leads, by="channel", lead_by="source", min_cell_size=1)
+    assert list(counts.index) == list(lc.STAGES)
+    by_source = lc.stage_counts(customers, orders, D, leads=leads, by="channel", lead_by="source", min_cell_size=1)
     leads_by = by_source[by_source.stage == "lead"].set_index("channel").customers.dropna()
     assert leads_by.to_dict() == {"s": 2, "t": 1}  # every open lead by its own source (L1, L5: s; L3: t)
 
 
 def test_stage_counts_by_segment_with_small_cells_suppressed():
     customers, orders = frames({k: v[:2] for k, v in STAGE_CASES.items()})
-    rules = sg.StageRules(vip_min_orders=99)
-    out = sg.stage_counts(customers, orders, D, rules, by="channel", min_cell_size=1)
+    rules = lc.StageRules(vip_min_orders=99)
+    out = lc.stage_counts(customers, orders, D, rules, by="channel", min_cell_size=1)
     assert out.customers.sum() == len(STAGE_CASES)
     assert np.allclose(out.groupby("channel").share.sum(), 1.0)
-    hidden = sg.stage_counts(customers, orders, D, rules, by="channel", min_cell_size=2)
+    hidden = lc.stage_counts(customers, orders, D, rules, by="channel", min_cell_size=2)
     small = out.customers.fillna(0) < 2  # zero cells are hidden too (privacy.suppress_small_cells)
     assert hidden.suppressed.tolist() == small.tolist()
     assert hidden.loc[small, ["customers", "share"]].isna().all().all()
@@ -154,7 +157,7 @@ def test_transition_matrix_by_hand():
     customers, orders = frames(spec)
     leads = pd.DataFrame({"lead_id": ["A", "B"], "created_at": [at(120), at(150)], "source": ["s", "s"],
                           "customer_id": ["x1", None]})
-    tr = sg.stage_transitions(customers, orders, d1, d2, sg.StageRules(vip_min_orders=99), leads=leads,
+    tr = lc.stage_transitions(customers, orders, d1, d2, lc.StageRules(vip_min_orders=99), leads=leads,
                               min_cell_size=1)
     c = tr.counts
     assert c.loc["new", "at_risk"] == 1 and c.loc["new", "repeat"] == 1 and c.loc["new", "total"] == 2
@@ -166,12 +169,12 @@ def test_transition_matrix_by_hand():
     assert np.allclose(tr.shares.loc[["new", "repeat", "lapsed", "lead"]].sum(axis=1), 1.0)
     long = tr.to_frame()
     assert long.loc[(long.stage_from == "new") & (long.stage_to == "at_risk"), "customers"].item() == 1
-    hidden = sg.stage_transitions(customers, orders, d1, d2, sg.StageRules(vip_min_orders=99), leads=leads,
+    hidden = lc.stage_transitions(customers, orders, d1, d2, lc.StageRules(vip_min_orders=99), leads=leads,
                                   min_cell_size=2)
     assert np.isnan(hidden.counts.loc["new", "at_risk"]) and hidden.counts.loc["new", "total"] == 2
     assert np.isnan(hidden.shares.loc["new", "at_risk"])
-    with pytest.raises(sg.SegmentError, match="after"):
-        sg.stage_transitions(customers, orders, d2, d1)
+    with pytest.raises(lc.SegmentError, match="after"):
+        lc.stage_transitions(customers, orders, d2, d1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,9 +192,9 @@ def test_rfm_segment_map_cell_by_cell():
     }
     for r, row in expected.items():
         for f, name in zip(range(1, 6), row):
-            assert sg.rfm_segment(r, f) == name, (r, f)
-    with pytest.raises(sg.SegmentError):
-        sg.rfm_segment(0, 3)
+            assert lc.rfm_segment(r, f) == name, (r, f)
+    with pytest.raises(lc.SegmentError):
+        lc.rfm_segment(0, 3)
 
 
 def test_rfm_scores_and_segments_by_hand():
@@ -202,7 +205,7 @@ def test_rfm_scores_and_segments_by_hand():
     }
     orders = pd.DataFrame([(cid, at(last + k), rev) for cid, (last, n, rev) in spec.items() for k in range(n)],
                           columns=["customer_id", "ordered_at", "revenue"])
-    got = sg.rfm_table(orders, D).set_index("customer_id")
+    got = lc.rfm_table(orders, D).set_index("customer_id")
     # score = ⌊5 k / 10⌋ + 1, k = customers strictly worse (recency: more days quiet is worse)
     # recency days: a1 b2 c3 d10 e10 f30 g60 h90 i200 j300 → worse counts 9 8 7 5 5 4 3 2 1 0
     assert got.r_score.to_dict() == dict(a=5, b=5, c=4, d=3, e=3, f=3, g=2, h=2, i=1, j=1)
@@ -214,28 +217,28 @@ def test_rfm_scores_and_segments_by_hand():
     assert got.segment.to_dict() == {
         "a": "Champions", "b": "Champions", "c": "Promising", "d": "Need attention", "e": "Need attention",
         "f": "About to sleep", "g": "Hibernating", "h": "At risk", "i": "At risk", "j": "Lost"}
-    seg = sg.rfm_segments(orders, D, min_cell_size=2).set_index("segment")
+    seg = lc.rfm_segments(orders, D, min_cell_size=2).set_index("segment")
     assert seg.loc["Champions", "customers"] == 2 and seg.loc["Champions", "frequency"] == 8.5
     assert seg.loc["Lost", "suppressed"] and np.isnan(seg.loc["Lost", "customers"])
-    assert sg.rfm_grid(orders, D).loc[5, 5] == 2
+    assert lc.rfm_grid(orders, D).loc[5, 5] == 2
 
 
 def test_cohens_d_and_welch_match_scipy():
     rng = np.random.default_rng(3)
     x, y = rng.normal(1.0, 2.0, 40), rng.normal(0.2, 1.0, 65)
-    t, df, p = sg.welch_test(len(x), x.mean(), x.var(ddof=1), len(y), y.mean(), y.var(ddof=1))
+    t, df, p = welch_test(len(x), x.mean(), x.var(ddof=1), len(y), y.mean(), y.var(ddof=1))
     ref = stats.ttest_ind(x, y, equal_var=False)
     assert t == pytest.approx(ref.statistic, rel=1e-10) and p == pytest.approx(ref.pvalue, rel=1e-10)
     assert df == pytest.approx(ref.df, rel=1e-10)
     pooled = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
-    d = sg.cohens_d(len(x), x.mean(), x.var(ddof=1), len(y), y.mean(), y.var(ddof=1))
+    d = cohens_d(len(x), x.mean(), x.var(ddof=1), len(y), y.mean(), y.var(ddof=1))
     assert d == pytest.approx((x.mean() - y.mean()) / pooled, rel=1e-12)
     # through the profile (moments in) and the χ² test against scipy on the same table
     moments = pd.DataFrame({"measure": "m", "group": ["top", "rest"], "n": [len(x), len(y)],
                             "mean": [x.mean(), y.mean()], "var": [x.var(ddof=1), y.var(ddof=1)]})
     counts = pd.DataFrame({"column": "channel", "category": ["a", "a", "b", "b"], "group": ["top", "rest"] * 2,
                            "customers": [25, 20, 15, 45]})
-    prof = sg.segment_profile(counts, moments, min_cell_size=10)
+    prof = lc.segment_profile(counts, moments, min_cell_size=10)
     row = prof.measures.iloc[0]
     assert row.cohens_d == pytest.approx(d) and row.p_value == pytest.approx(ref.pvalue)
     chi = stats.chi2_contingency([[25, 20], [15, 45]], correction=False)
@@ -245,7 +248,7 @@ def test_cohens_d_and_welch_match_scipy():
     assert cats.loc["a", "top_share"] == pytest.approx(25 / 40)
     assert cats.loc["a", "rest_share"] == pytest.approx(20 / 65)
     assert cats.loc["a", "difference"] == pytest.approx(25 / 40 - 20 / 65)
-    small = sg.segment_profile(counts, moments, min_cell_size=16)
+    small = lc.segment_profile(counts, moments, min_cell_size=16)
     assert small.categories.set_index("category").loc["b", "suppressed"]  # 15 top customers in b
 
 
@@ -257,11 +260,11 @@ def test_early_behaviour_counts_the_first_days_after_conversion():
                            "revenue": [10.0, 5.0, 7.0, 3.0, 4.0]})
     events = pd.DataFrame({"customer_id": ["a", "a", "b"], "occurred_at": [at(99), at(60), at(19)],
                            "event": ["login"] * 3})
-    got = sg.early_behaviour_expr(customers, orders, events=events, days=30).to_pandas().set_index("customer_id")
+    got = lc.early_behaviour_expr(customers, orders, events=events, days=30).to_pandas().set_index("customer_id")
     # a: day 0 and day 29 count, day 30 does not, an order before conversion does not
     assert got.loc["a", ["orders_30d", "revenue_30d", "events_30d"]].tolist() == [2, 15.0, 1]
     assert got.loc["b", ["orders_30d", "revenue_30d", "events_30d"]].tolist() == [1, 4.0, 1]
-    frame = sg.lookalike_frame(customers, orders, D, events=events, days=30, columns=["channel"])
+    frame = lc.lookalike_frame(customers, orders, D, events=events, days=30, columns=["channel"])
     assert frame.customer_id.tolist() == ["a"]  # b's first 30 days are not complete yet (days 0..20 seen)
 
 
@@ -272,24 +275,24 @@ def test_early_behaviour_counts_the_first_days_after_conversion():
 
 def test_auc_by_hand_and_against_mann_whitney():
     # positives 0.35, 0.8; negatives 0.1, 0.4: of 4 pairs 3 are ordered correctly
-    assert sg.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
-    assert sg.auc([0.5, 0.5], [1, 0]) == 0.5  # a tie counts one half
-    assert math.isnan(sg.auc([0.1, 0.2], [1, 1]))
+    assert auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert auc([0.5, 0.5], [1, 0]) == 0.5  # a tie counts one half
+    assert math.isnan(auc([0.1, 0.2], [1, 1]))
     rng = np.random.default_rng(5)
     s = rng.integers(0, 20, 300).astype(float)  # many ties
     y = rng.uniform(size=300) < 0.2 + 0.03 * s
     u = stats.mannwhitneyu(s[y], s[~y]).statistic
-    assert sg.auc(s, y) == pytest.approx(u / (y.sum() * (~y).sum()), rel=1e-12)
+    assert auc(s, y) == pytest.approx(u / (y.sum() * (~y).sum()), rel=1e-12)
 
 
 def test_calibration_table_bins():
     p = np.linspace(0.01, 0.99, 100)
     y = (np.arange(100) % 2).astype(float)
-    cal = sg.calibration_table(p, y, min_cell_size=1)
+    cal = lc.calibration_table(p, y, min_cell_size=1)
     assert cal.customers.tolist() == [10] * 10 and cal["bin"].tolist() == list(range(1, 11))
     assert cal.mean_predicted.iloc[0] == pytest.approx(p[:10].mean())
     assert (cal.observed_rate == 0.5).all()
-    assert sg.calibration_table(p, y, min_cell_size=11).suppressed.all()
+    assert lc.calibration_table(p, y, min_cell_size=11).suppressed.all()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -305,23 +308,23 @@ def test_repurchase_gaps_by_hand():
         "ordered_at": [at(30), at(20, 8), at(20, 18), at(5), at(10), at(9), at(3), D + pd.Timedelta(days=3)],
         "revenue": 1.0})
     # purchase days: a: D−30, D−20 (twice), D−5 → gaps 10, 15; b: 1; c: none; a's order after D ignored
-    gaps = sg.repurchase_gap_expr(orders, D).to_pandas()
+    gaps = lc.repurchase_gap_expr(orders, D).to_pandas()
     assert sorted(gaps.gap_days) == [1, 10, 15]
-    counts = sg.repurchase_gap_counts(orders, D, customers, by="channel")
+    counts = lc.repurchase_gap_counts(orders, D, customers, by="channel")
     assert counts[["segment", "gap_days", "n", "customers"]].values.tolist() == [["x", 10, 1, 1], ["x", 15, 1, 1],
                                                                                  ["y", 1, 1, 1]]
-    summary = sg.gap_summary(sg.repurchase_gap_counts(orders, D), lead_time_days=3, min_cell_size=1).iloc[0]
+    summary = lc.gap_summary(lc.repurchase_gap_counts(orders, D), lead_time_days=3, min_cell_size=1).iloc[0]
     assert summary.median_days == 10 and summary.q1_days == np.quantile([1, 10, 15], 0.25)
     assert summary.q3_days == np.quantile([1, 10, 15], 0.75) and summary.contact_day == 7
     assert summary.window_end_day == 20 and summary.gaps == 3 and summary.customers == 2
-    assert sg.gap_summary(sg.repurchase_gap_counts(orders, D), min_cell_size=1).contact_day.item() == 1  # 10 − 14
+    assert lc.gap_summary(lc.repurchase_gap_counts(orders, D), min_cell_size=1).contact_day.item() == 1  # 10 − 14
 
 
 def test_weighted_quantile_equals_numpy_on_expanded_rows():
     rng = np.random.default_rng(1)
     v, w = rng.integers(1, 60, 25), rng.integers(0, 7, 25)
     for q in (0.1, 0.25, 0.5, 0.75, 0.9):
-        assert sg.weighted_quantile(v, w, q) == pytest.approx(np.quantile(np.repeat(v, w), q))
+        assert weighted_quantile(v, w, q) == pytest.approx(np.quantile(np.repeat(v, w), q))
 
 
 def test_contact_window_membership_by_hand():
@@ -331,14 +334,14 @@ def test_contact_window_membership_by_hand():
                            "ordered_at": [at(6), at(7), at(20), at(21), at(16)], "revenue": 1.0})
     summary = pd.DataFrame({"segment": ["all"], "contact_day": [7.0], "window_end_day": [20.0],
                             "suppressed": [False]})
-    got = sg.contact_window(orders, D, summary)
+    got = lc.contact_window(orders, D, summary)
     assert got[["customer_id", "days_since_last_order"]].values.tolist() == [["r", 20], ["q", 7]]
     assert set(got.segment) == {"all"}
     # by segment: each customer compared with their own segment's window; suppressed segments left out
     customers = pd.DataFrame({"customer_id": ["p", "q", "r", "s"], "converted_at": at(30), "channel": list("xxyy")})
     summary = pd.DataFrame({"segment": ["x", "y"], "contact_day": [5.0, 21.0], "window_end_day": [6.0, 30.0],
                             "suppressed": [False, True]})
-    got = sg.contact_window(orders, D, summary, customers, by="channel")
+    got = lc.contact_window(orders, D, summary, customers, by="channel")
     assert got.customer_id.tolist() == ["p"]
 
 
@@ -351,10 +354,10 @@ def test_wilson_interval_matches_statsmodels():
     from statsmodels.stats.proportion import proportion_confint
 
     for k, n in [(0, 10), (3, 10), (10, 10), (57, 1000), (12, 45)]:
-        lo, hi = sg.wilson_interval(k, n, 0.05)
+        lo, hi = wilson_interval(k, n, 0.05)
         ref = proportion_confint(k, n, alpha=0.05, method="wilson")
         assert (float(lo), float(hi)) == pytest.approx(ref, abs=1e-12)
-    lo, hi = sg.wilson_interval(3, 10, 0.1)
+    lo, hi = wilson_interval(3, 10, 0.1)
     assert (float(lo), float(hi)) == pytest.approx(proportion_confint(3, 10, alpha=0.1, method="wilson"))
 
 
@@ -370,27 +373,27 @@ def test_lead_time_to_convert_censors_open_leads():
     })
     customers = pd.DataFrame({"customer_id": ["ca", "cc", "ce", "cf"],
                               "converted_at": [t0 + pd.Timedelta(days=2.5), until + h, t0 + h, t0 + 3 * h]})
-    rows = sg.lead_expr(leads, customers, until).to_pandas().set_index("lead_id")
+    rows = lc.lead_expr(leads, customers, until).to_pandas().set_index("lead_id")
     assert "D" not in rows.index  # created after the end of the data
     assert rows.loc["A", ["days", "converted"]].tolist() == [3, 1]  # ⌊2.5⌋ + 1
     assert rows.loc["B", ["days", "converted"]].tolist() == [11, 0]  # open: censored at ⌊10.2⌋ + 1
     assert rows.loc["C", ["days", "converted"]].tolist() == [11, 0]  # converts after the end: still open
     assert rows.loc["E", ["days", "converted"]].tolist() == [1, 1]
-    counts = sg.lead_time_counts(leads, customers, observed_until=until)
+    counts = lc.lead_time_counts(leads, customers, observed_until=until)
     assert counts.query("source == 'x'")[["days", "converted", "n"]].values.tolist() == [[1, 1, 1], [3, 1, 1],
                                                                                           [11, 0, 2]]
-    timing = sg.lead_time_to_convert(counts, horizons=(2, 7, 30), min_cell_size=1)
+    timing = lc.lead_time_to_convert(counts, horizons=(2, 7, 30), min_cell_size=1)
     x = timing.table.set_index("source").loc["x"]
     # Kaplan–Meier: day 1: 4 at risk, 1 converts → S = 3/4; day 3: 3 at risk, 1 converts → S = 1/2; B and C
     # censored at 11, so S stays 1/2 (not 1/4 as it would if open leads were dropped or counted as failures)
     assert x.converted_by_2d == pytest.approx(0.25) and x.converted_by_7d == pytest.approx(0.5)
     assert np.isnan(x.converted_by_30d)  # beyond the data
     assert (x.leads, x.converted, x.median_days_converted) == (4, 2, 2.0)
-    conv = sg.lead_conversion(leads, customers, observed_until=until, min_cell_size=1).set_index("source")
+    conv = lc.lead_conversion(leads, customers, observed_until=until, min_cell_size=1).set_index("source")
     assert conv.loc["x", ["leads", "converted"]].tolist() == [4, 2] and conv.loc["all", "leads"] == 5
-    lo, hi = sg.wilson_interval(2, 4)
+    lo, hi = wilson_interval(2, 4)
     assert conv.loc["x", "ci_low"] == pytest.approx(lo) and conv.loc["x", "ci_high"] == pytest.approx(hi)
-    assert sg.lead_conversion(leads, customers, observed_until=until, min_cell_size=2).set_index("source").loc[
+    assert lc.lead_conversion(leads, customers, observed_until=until, min_cell_size=2).set_index("source").loc[
         "y", "suppressed"]
 
 
@@ -401,7 +404,7 @@ def test_lead_time_to_convert_censors_open_leads():
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    from pco_lib.sample import generate_sample
+    from pco_lib.data.sample import generate_sample
 
     out = tmp_path_factory.mktemp("segments") / "sample"
     truth = generate_sample(out, customers=20_000, seed=17, progress=False)
@@ -410,12 +413,12 @@ def sample(tmp_path_factory):
 
 def test_lead_conversion_rates_recover_the_truth(sample):
     source, truth = sample
-    conv = sg.lead_conversion(source.table("leads"), source.table("customers")).set_index("source")
+    conv = lc.lead_conversion(source.table("leads"), source.table("customers")).set_index("source")
     for channel, spec in truth["channels"].items():
         row = conv.loc[channel]
         assert row.ci_low <= spec["lead_conversion_rate"] <= row.ci_high, channel
-    counts = sg.lead_time_counts(source.table("leads"), source.table("customers"))
-    timing = sg.lead_time_to_convert(counts).table.set_index("source")
+    counts = lc.lead_time_counts(source.table("leads"), source.table("customers"))
+    timing = lc.lead_time_to_convert(counts).table.set_index("source")
     # by 90 days nearly every converting lead has converted (mean delays 3–8 days)
     for channel, spec in truth["channels"].items():
         assert timing.loc[channel, "converted_by_90d"] == pytest.approx(spec["lead_conversion_rate"], rel=0.1)
@@ -423,15 +426,15 @@ def test_lead_conversion_rates_recover_the_truth(sample):
 
 def test_median_repurchase_gap_follows_the_purchase_rate(sample):
     source, truth = sample
-    counts = sg.repurchase_gap_counts(source.table("orders"), "2026-09-30", source.table("customers"), by="channel")
-    summary = sg.gap_summary(counts).set_index("segment")
+    counts = lc.repurchase_gap_counts(source.table("orders"), "2026-09-30", source.table("customers"), by="channel")
+    summary = lc.gap_summary(counts).set_index("segment")
     rate = {c: v["bgnbd"]["r"] / v["bgnbd"]["alpha"] for c, v in truth["channels"].items()}  # mean λ per week
     channels = sorted(rate)
     rho = stats.spearmanr([rate[c] for c in channels], [summary.loc[c, "median_days"] for c in channels]).statistic
     assert rho < -0.8  # faster buyers, shorter gaps
     fastest, slowest = max(rate, key=rate.get), min(rate, key=rate.get)
     assert summary.loc[fastest, "median_days"] < summary.loc[slowest, "median_days"]
-    inside = sg.contact_window(source.table("orders"), "2026-09-30", summary.reset_index(), source.table("customers"),
+    inside = lc.contact_window(source.table("orders"), "2026-09-30", summary.reset_index(), source.table("customers"),
                                by="channel")
     joined = inside.merge(summary, left_on="segment", right_index=True)
     assert len(inside) and (joined.days_since_last_order >= joined.contact_day_y).all()
@@ -441,36 +444,35 @@ def test_sample_stages_rfm_profile_and_lookalike_hang_together(sample):
     source, _ = sample
     c, o, e, leads = (source.table(n) for n in ("customers", "orders", "events", "leads"))
     as_of = "2026-06-30"
-    counts = sg.stage_counts(c, o, as_of)
+    counts = lc.stage_counts(c, o, as_of)
     n_customers = int(c.filter(c.converted_at.date() <= pd.Timestamp(as_of).date()).count().to_pandas())
     assert counts.customers.sum() == n_customers
-    tr = sg.stage_transitions(c, o, "2026-03-31", as_of, leads=leads, min_cell_size=1)
+    tr = lc.stage_transitions(c, o, "2026-03-31", as_of, leads=leads, min_cell_size=1)
     # every customer and open lead at the end comes from some row
-    at_end = sg.stage_counts(c, o, as_of, leads=leads, min_cell_size=1).set_index("stage").customers
+    at_end = lc.stage_counts(c, o, as_of, leads=leads, min_cell_size=1).set_index("stage").customers
     assert (tr.counts.drop(columns="total").sum().reindex(at_end.index) == at_end).all()
-    prof = sg.profile_top_segment(c, o, as_of, events=e)
+    prof = lc.profile_top_segment(c, o, as_of, events=e)
     m = prof.measures.set_index("measure")
     assert m.loc["orders_30d", "cohens_d"] > 0 and m.loc["orders_30d", "p_value"] < 1e-6
     chi = prof.chi_square.set_index("column")
     assert chi.loc["channel", "p_value"] < 1e-6  # channels differ in purchase rates by design
-    model = sg.lookalike(c, o, as_of, events=e)
+    model = lc.lookalike(c, o, as_of, events=e)
     assert 0.6 < model.auc < 1 and model.calibration.customers.sum() == model.holdout_customers
     assert list(model.scores.columns) == ["customer_id", "converted", "score"]
     assert model.scores.score.between(0, 1).all() and model.scores.customer_id.is_unique
 
 
 def test_report_readout_on_the_tiny_sample(tiny_sample):
-    from pco_lib import data
 
-    readout = sg.analyze(data.connect(tiny_sample), compare_days=60, segment="channel",
-                         rules=sg.StageRules(lead_max_age_days=90))
+    readout = lc.analyze(data.connect(tiny_sample), compare_days=60, segment="channel",
+                         rules=lc.StageRules(lead_max_age_days=90))
     stages = readout.stages.set_index("stage").customers
     customers = pd.read_parquet(tiny_sample / "customers.parquet")
     assert stages.drop(index="lead").fillna(0).sum() <= len(customers)
-    cards, hidden = sg.headlines(readout)
+    cards, hidden = lc.headlines(readout)
     assert set(hidden) >= {"stage_counts", "rfm_segments", "contact_days", "lead_conversion"}
     assert hidden["lead_conversion"]["all"] == pytest.approx(len(customers) / len(
         pd.read_parquet(tiny_sample / "leads.parquet")), rel=1e-9)
-    text = " ".join(sg.summary_points(readout))
+    text = " ".join(lc.summary_points(readout))
     assert not any(cid in text for cid in customers.customer_id)
     assert set(readout.contacts.columns) >= {"customer_id", "segment", "days_since_last_order"}

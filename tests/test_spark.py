@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from pco_lib import clv, cohorts, data, experiments, feedback, segments, survival
+from pco_lib import churn, clv, cohorts, data, experiments, feedback, lifecycle
 
 AS_OF = "2026-09-30"
 
@@ -47,20 +47,20 @@ def _same(duck: pd.DataFrame, spark: pd.DataFrame, keys: list[str]) -> None:
 
 
 SUMMARIES = {
-    "cohort counts": (lambda s: cohorts.summarize_cohorts(s.table("customers"), cohorts.activity_table(s),
+    "cohort counts": (lambda s: cohorts.summarize_cohorts(s.table("customers"), data.activity_table(s),
                                                           "month", segment="channel").cells,
                       ["cohort", "segment", "age"]),
-    "subscription lifetimes": (lambda s: survival.summarize_lifetimes(s, "contractual", columns=["plan"]),
+    "subscription lifetimes": (lambda s: churn.summarize_lifetimes(s, "contractual", columns=["plan"]),
                                ["days", "churned", "plan"]),
-    "non-contractual lifetimes": (lambda s: survival.summarize_lifetimes(s, "non_contractual", 90, "order",
+    "non-contractual lifetimes": (lambda s: churn.summarize_lifetimes(s, "non_contractual", 90, "order",
                                                                          ["channel"]),
                                   ["days", "churned", "channel"]),
     "per-arm sufficient statistics": (lambda s: experiments.summarize_experiment(s, "onboarding_email", 30),
                                       ["variant"]),
     "RFM rows (x, t_x, T)": (lambda s: clv.rfm_table(s.table("orders"), AS_OF), ["frequency", "recency", "T"]),
-    "lifecycle stages": (lambda s: segments.stage_counts(s.table("customers"), s.table("orders"), AS_OF,
+    "lifecycle stages": (lambda s: lifecycle.stage_counts(s.table("customers"), s.table("orders"), AS_OF,
                                                          leads=s.table("leads")), ["stage"]),
-    "RFM segments": (lambda s: segments.rfm_segments(s.table("orders"), AS_OF), ["segment"]),
+    "RFM segments": (lambda s: lifecycle.rfm_segments(s.table("orders"), AS_OF), ["segment"]),
     "survey counts": (lambda s: feedback.survey_counts(s, "channel"), ["segment"]),
 }
 

@@ -4,8 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pco_lib import data
-from pco_lib import survival as sv
+from pco_lib import churn, data
+from pco_lib.stats.cox import (
+    _overall_km,
+    churn_risk,
+    design_matrix,
+    fit_cox,
+    proportional_hazards_test,
+    weighted_concordance,
+)
+from pco_lib.stats.survival import SurvivalError, kaplan_meier, logrank_tests, merge_small_segments, rmst, rmst_table
 
 T0 = pd.Timestamp("2025-01-01")
 UNTIL = pd.Timestamp("2025-12-31")
@@ -32,21 +40,21 @@ def test_contractual_lifetimes_follow_the_censoring_rules():
         "plan": ["basic", "pro", "basic", "pro"],
     })
     customers = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "channel": ["x", "y", "x", None]})
-    rows = sv.contractual_lifetimes(subs, customers, ["plan", "channel"], observed_until=UNTIL, per_customer=True)
+    rows = data.contractual_lifetimes(subs, customers, ["plan", "channel"], observed_until=UNTIL, per_customer=True)
     got = rows.set_index("customer_id")
     assert got.loc["a", ["days", "churned"]].tolist() == [30, 1]  # ended after 30 days
     assert got.loc["b", ["days", "churned"]].tolist() == [(UNTIL - _days(10)).days, 0]  # running: censored at the end
     assert got.loc["c", ["days", "churned"]].tolist() == [1, 1]  # ended the same day: at least one day
     assert "d" not in got.index  # started at the very end: nothing observed yet
     assert got.loc["b", "channel"] == "y" and got.loc["a", "plan"] == "basic"
-    counts = sv.contractual_lifetimes(subs, customers, ["plan"], observed_until=UNTIL)
+    counts = data.contractual_lifetimes(subs, customers, ["plan"], observed_until=UNTIL)
     assert counts["n"].sum() == 3
 
 
 def test_a_subscription_ending_before_it_starts_is_a_clear_error():
     subs = pd.DataFrame({"customer_id": ["a"], "started_at": [_days(10)], "ended_at": [_days(5)]})
-    with pytest.raises(sv.SurvivalError, match="1 subscription.*on or before their start"):
-        sv.contractual_lifetimes(subs, observed_until=UNTIL)
+    with pytest.raises(SurvivalError, match="1 subscription.*on or before their start"):
+        data.contractual_lifetimes(subs, observed_until=UNTIL)
 
 
 def test_noncontractual_lifetimes_follow_the_censoring_rules():
@@ -59,7 +67,7 @@ def test_noncontractual_lifetimes_follow_the_censoring_rules():
         "customer_id": ["a", "a", "b", "b"],
         "at": [_days(0), _days(200.5), _days(20), UNTIL - pd.Timedelta(days=10)],
     })
-    rows = sv.noncontractual_lifetimes(customers, activity, inactivity_days=30, columns=["channel"],
+    rows = data.noncontractual_lifetimes(customers, activity, inactivity_days=30, columns=["channel"],
                                        observed_until=UNTIL, per_customer=True).set_index("customer_id")
     # a: last order on day 200.5, 164 days before the end → churned; lifetime counts the conversion day
     assert rows.loc["a", ["days", "churned"]].tolist() == [201, 1]
@@ -69,33 +77,33 @@ def test_noncontractual_lifetimes_follow_the_censoring_rules():
     assert rows.loc["c", ["days", "churned"]].tolist() == [1, 1]
     # d: converted 5.5 days before the end, quiet since → too early to tell: censored
     assert rows.loc["d", ["days", "churned"]].tolist() == [6, 0]
-    longer = sv.noncontractual_lifetimes(customers, activity, inactivity_days=170, observed_until=UNTIL,
+    longer = data.noncontractual_lifetimes(customers, activity, inactivity_days=170, observed_until=UNTIL,
                                          per_customer=True).set_index("customer_id")
     assert longer.loc["a", "churned"] == 0  # 164 quiet days < 170
 
 
 def test_bad_arguments_are_clear_errors(tiny_sample):
     source = data.connect(tiny_sample)
-    with pytest.raises(sv.SurvivalError, match="churn_definition must be one of"):
-        sv.summarize_lifetimes(source, "monthly")
-    with pytest.raises(sv.SurvivalError, match="unknown column 'shoe_size'.*available:"):
-        sv.summarize_lifetimes(source, "contractual", columns=["shoe_size"])
-    with pytest.raises(sv.SurvivalError, match="inactivity_days"):
-        sv.summarize_lifetimes(source, "non_contractual", inactivity_days=0)
+    with pytest.raises(SurvivalError, match="churn_definition must be one of"):
+        churn.summarize_lifetimes(source, "monthly")
+    with pytest.raises(SurvivalError, match="unknown column 'shoe_size'.*available:"):
+        churn.summarize_lifetimes(source, "contractual", columns=["shoe_size"])
+    with pytest.raises(SurvivalError, match="inactivity_days"):
+        churn.summarize_lifetimes(source, "non_contractual", inactivity_days=0)
     no_events = pd.DataFrame({"days": [5, 9], "churned": [0, 0], "n": [3, 4]})
-    with pytest.raises(sv.SurvivalError, match="no customer has churned"):
-        sv.kaplan_meier(no_events)
-    with pytest.raises(sv.SurvivalError, match="at least 1 day"):
-        sv.kaplan_meier(pd.DataFrame({"days": [0, 9], "churned": [1, 1], "n": [3, 4]}))
+    with pytest.raises(SurvivalError, match="no customer has churned"):
+        kaplan_meier(no_events)
+    with pytest.raises(SurvivalError, match="at least 1 day"):
+        kaplan_meier(pd.DataFrame({"days": [0, 9], "churned": [1, 1], "n": [3, 4]}))
 
 
 def test_small_segments_are_merged_with_a_note():
     counts = pd.DataFrame({"days": [5, 6, 7, 8], "churned": [1, 1, 0, 1], "seg": ["a", "b", "c", "c"],
                            "n": [50, 20, 15, 40]})
-    merged, note = sv.merge_small_segments(counts, "seg", min_customers=30)
+    merged, note = merge_small_segments(counts, "seg", min_customers=30)
     assert set(merged.seg) == {"a", "c"}  # b (20) merged into other (20) which is too small and left out
     assert "1 seg value" in note and "left out" in note
-    merged, note = sv.merge_small_segments(counts, "seg", min_customers=10)
+    merged, note = merge_small_segments(counts, "seg", min_customers=10)
     assert note == "" and merged.equals(counts)
 
 
@@ -106,7 +114,7 @@ def test_small_segments_are_merged_with_a_note():
 
 @pytest.fixture(scope="module")
 def tiny_lifetimes(tiny_sample):
-    return sv.summarize_lifetimes(data.connect(tiny_sample), "contractual", columns=["plan", "device"])
+    return churn.summarize_lifetimes(data.connect(tiny_sample), "contractual", columns=["plan", "device"])
 
 
 def test_kaplan_meier_and_logrank_from_counts_equal_one_row_per_customer(tiny_lifetimes):
@@ -114,7 +122,7 @@ def test_kaplan_meier_and_logrank_from_counts_equal_one_row_per_customer(tiny_li
     from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
 
     rows = _expand(tiny_lifetimes)
-    curves = sv.kaplan_meier(tiny_lifetimes, "plan")
+    curves = kaplan_meier(tiny_lifetimes, "plan")
     for plan, part in rows.groupby("plan"):
         ref = KaplanMeierFitter().fit(part.days, part.churned)
         ours = curves.fitters[plan]
@@ -122,7 +130,7 @@ def test_kaplan_meier_and_logrank_from_counts_equal_one_row_per_customer(tiny_li
                                    ref.survival_function_.iloc[:, 0].to_numpy(), rtol=1e-12)
         np.testing.assert_allclose(ours.confidence_interval_.to_numpy(), ref.confidence_interval_.to_numpy(),
                                    rtol=1e-10)
-    tests = sv.logrank_tests(tiny_lifetimes, "plan", correction="none").set_index("comparison")
+    tests = logrank_tests(tiny_lifetimes, "plan", correction="none").set_index("comparison")
     overall = multivariate_logrank_test(rows.days, rows.plan, rows.churned)
     assert tests.loc["all groups", "statistic"] == pytest.approx(overall.test_statistic, rel=1e-10)
     pairwise = pairwise_logrank_test(rows.days, rows.plan, rows.churned).summary
@@ -133,7 +141,7 @@ def test_kaplan_meier_and_logrank_from_counts_equal_one_row_per_customer(tiny_li
 def test_pairwise_p_values_are_adjusted(tiny_lifetimes):
     from statsmodels.stats.multitest import multipletests
 
-    tests = sv.logrank_tests(tiny_lifetimes, "plan", correction="holm")
+    tests = logrank_tests(tiny_lifetimes, "plan", correction="holm")
     pairs = tests.iloc[1:]
     np.testing.assert_allclose(pairs.p_value_adjusted, multipletests(pairs.p_value, method="holm")[1])
 
@@ -141,9 +149,9 @@ def test_pairwise_p_values_are_adjusted(tiny_lifetimes):
 def test_cox_from_counts_equals_one_row_per_customer(tiny_lifetimes):
     from lifelines import CoxPHFitter
 
-    cox = sv.fit_cox(tiny_lifetimes, ["plan", "device"])
+    cox = fit_cox(tiny_lifetimes, ["plan", "device"])
     rows = _expand(tiny_lifetimes)
-    design, _, _ = sv.design_matrix(rows.assign(n=1), ["plan", "device"])
+    design, _, _ = design_matrix(rows.assign(n=1), ["plan", "device"])
     ref = CoxPHFitter().fit(pd.concat([design, rows[["days", "churned"]]], axis=1), "days", "churned",
                            fit_options={"precision": 1e-12})  # converge as tightly as ours
     np.testing.assert_allclose(cox.params[ref.params_.index], ref.params_, rtol=1e-6)
@@ -157,7 +165,7 @@ def test_weighted_concordance_matches_lifelines_on_expanded_rows():
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"days": rng.integers(1, 15, 300), "churned": rng.integers(0, 2, 300),
                           "risk": rng.integers(0, 4, 300).astype(float), "n": rng.integers(1, 4, 300)})
-    ours = sv.weighted_concordance(frame.days, frame.churned, frame.n, frame.risk)
+    ours = weighted_concordance(frame.days, frame.churned, frame.n, frame.risk)
     rows = _expand(frame)
     assert ours == pytest.approx(concordance_index(rows.days, -rows.risk, rows.churned), abs=1e-12)
 
@@ -184,7 +192,7 @@ def test_cox_on_rossi_matches_r_coxph_to_the_printed_digits():
     counts = (rossi.groupby(["week", "arrest", *covariates]).size().rename("n").reset_index()
               .rename(columns={"week": "days", "arrest": "churned"}))
     assert len(counts) < len(rossi)  # some rows really are aggregated
-    cox = sv.fit_cox(counts, covariates)
+    cox = fit_cox(counts, covariates)
     for name, (coef, se) in ROSSI_R.items():
         assert cox.params[name] == pytest.approx(coef, abs=5e-6), name  # half a unit in the 5th decimal
         assert cox.standard_errors[name] == pytest.approx(se, abs=5e-6), name
@@ -233,7 +241,7 @@ def test_proportional_hazards_score_test_matches_the_extended_model():
     fit = CoxPHFitter().fit(design.assign(t=t, e=e.astype(int)), "t", "e")
     beta = fit.params_[["a", "b"]].to_numpy()
     g = lambda times: 1 - (times / t.max())  # noqa: E731 — any fixed transform of time
-    ours = sv.proportional_hazards_test(t, e, np.ones(n), design, beta, {"a": ["a"], "b": ["b"]},
+    ours = proportional_hazards_test(t, e, np.ones(n), design, beta, {"a": ["a"], "b": ["b"]},
                                         survival_at=lambda times: times / t.max())
     assert ours.set_index("covariate").loc["global", "statistic"] == pytest.approx(
         _extended_score_test(t, e, x, beta, g), rel=1e-4)
@@ -248,13 +256,13 @@ def test_proportional_hazards_test_from_counts_equals_rows_and_flags_a_crossing_
     days = np.ceil(np.minimum(t, 60)).astype(int)
     frame = pd.DataFrame({"days": days, "churned": (t < 60).astype(int), "g": np.where(group == 1, "b", "a")})
     counts = frame.groupby(["days", "churned", "g"]).size().rename("n").reset_index()
-    cox = sv.fit_cox(counts, ["g"])
+    cox = fit_cox(counts, ["g"])
     ph = cox.ph_test.set_index("covariate")
     assert ph.loc["g", "violates"] and ph.loc["g", "p_value"] < 1e-6 and "stratify" in ph.loc["g", "advice"]
     rows = frame.assign(n=1)
-    design, terms, _ = sv.design_matrix(rows, ["g"])
-    km = sv._overall_km(rows)
-    from_rows = sv.proportional_hazards_test(rows.days, rows.churned, rows.n, design, cox.params.to_numpy(),
+    design, terms, _ = design_matrix(rows, ["g"])
+    km = _overall_km(rows)
+    from_rows = proportional_hazards_test(rows.days, rows.churned, rows.n, design, cox.params.to_numpy(),
                                              terms, survival_at=km)
     assert ph.loc["g", "statistic"] == pytest.approx(from_rows.set_index("covariate").loc["g", "statistic"],
                                                      rel=1e-9)
@@ -262,13 +270,13 @@ def test_proportional_hazards_test_from_counts_equals_rows_and_flags_a_crossing_
     t2 = rng.exponential(np.where(group == 1, 10, 20))
     frame2 = pd.DataFrame({"days": np.ceil(np.minimum(t2, 60)).astype(int), "churned": (t2 < 60).astype(int),
                            "g": np.where(group == 1, "b", "a")})
-    ph2 = sv.fit_cox(frame2.groupby(["days", "churned", "g"]).size().rename("n").reset_index(), ["g"]).ph_test
+    ph2 = fit_cox(frame2.groupby(["days", "churned", "g"]).size().rename("n").reset_index(), ["g"]).ph_test
     assert ph2.set_index("covariate").loc["g", "p_value"] > 0.01
 
 
 def test_rmst_by_hand():
     # deaths at 2 (1 of 4) and 5 (1 of 2); censored at 3 and 8. S = 1 on [0,2), 3/4 on [2,5), 3/8 on [5,·)
-    r = sv.rmst([2, 3, 5, 8], [1, 0, 1, 0], [1, 1, 1, 1], horizon=6)
+    r = rmst([2, 3, 5, 8], [1, 0, 1, 0], [1, 1, 1, 1], horizon=6)
     assert r.rmst == pytest.approx(2 * 1 + 3 * 0.75 + 1 * 0.375)
     # A_1 = ∫_2^6 S = 2.625, A_2 = ∫_5^6 S = 0.375; Var = A_1²·1/(4·3) + A_2²·1/(2·1)
     assert r.se == pytest.approx(np.sqrt(2.625**2 / 12 + 0.375**2 / 2))
@@ -281,7 +289,7 @@ def test_rmst_standard_error_matches_its_sampling_spread_and_covers_the_truth():
     estimates, ses, covered = [], [], 0
     for _ in range(1000):
         life, cens = rng.exponential(10, 200), rng.uniform(0, 30, 200)
-        r = sv.rmst(np.minimum(life, cens), life <= cens, np.ones(200), horizon=15)
+        r = rmst(np.minimum(life, cens), life <= cens, np.ones(200), horizon=15)
         estimates.append(r.rmst)
         ses.append(r.se)
         covered += r.ci_low <= truth <= r.ci_high
@@ -290,7 +298,7 @@ def test_rmst_standard_error_matches_its_sampling_spread_and_covers_the_truth():
 
 
 def test_rmst_table_differences(tiny_lifetimes):
-    table = sv.rmst_table(tiny_lifetimes, 180, "plan", reference="basic").set_index("segment")
+    table = rmst_table(tiny_lifetimes, 180, "plan", reference="basic").set_index("segment")
     pro = table.loc["pro"]
     assert pro.difference == pytest.approx(pro.rmst - table.loc["basic", "rmst"])
     se = np.sqrt(pro.se**2 + table.loc["basic", "se"] ** 2)
@@ -301,13 +309,13 @@ def test_rmst_table_differences(tiny_lifetimes):
 def test_churn_risk_matches_lifelines_conditional_survival_on_one_row_per_customer(tiny_lifetimes):
     from lifelines import CoxPHFitter
 
-    cox = sv.fit_cox(tiny_lifetimes, ["plan"])
+    cox = fit_cox(tiny_lifetimes, ["plan"])
     rows = _expand(tiny_lifetimes)
-    design, _, _ = sv.design_matrix(rows.assign(n=1), ["plan"])
+    design, _, _ = design_matrix(rows.assign(n=1), ["plan"])
     ref = CoxPHFitter().fit(pd.concat([design, rows[["days", "churned"]]], axis=1), "days", "churned",
                            fit_options={"precision": 1e-12})  # converge as tightly as ours
     active = pd.DataFrame({"customer_id": ["x", "y"], "days": [40, 200], "plan": ["pro", "basic"]})
-    risk = sv.churn_risk(cox, active, within_days=60)
+    risk = churn_risk(cox, active, within_days=60)
     x = pd.DataFrame(0.0, index=[0, 1], columns=design.columns)
     x.loc[0, "plan=pro"] = 1.0
     for i, row in active.iterrows():
@@ -323,7 +331,7 @@ def test_churn_risk_matches_lifelines_conditional_survival_on_one_row_per_custom
 
 @pytest.fixture(scope="module")
 def business(tmp_path_factory):
-    from pco_lib.sample import generate_sample
+    from pco_lib.data.sample import generate_sample
 
     out = tmp_path_factory.mktemp("survival") / "s"
     truth = generate_sample(out, customers=30_000, seed=11, progress=False)
@@ -331,7 +339,7 @@ def business(tmp_path_factory):
     s, a = source.table("subscriptions"), source.table("assignments")
     treated = a.filter((a.experiment_id == "onboarding_email") & (a.variant == "treatment")).select("customer_id")
     # the truth is for customers outside the experiment's treatment arm (it changes their churn)
-    counts = sv.contractual_lifetimes(s.anti_join(treated, "customer_id"), source.table("customers"),
+    counts = data.contractual_lifetimes(s.anti_join(treated, "customer_id"), source.table("customers"),
                                       ["plan", "country"])
     return truth, counts
 
@@ -339,8 +347,8 @@ def business(tmp_path_factory):
 def test_survival_median_and_rmst_per_plan_cover_the_truth(business):
     truth, counts = business
     plans = truth["subscriptions"]["true_lifetimes"]
-    table = sv.kaplan_meier(counts, "plan").table().set_index("segment")
-    rmst = sv.rmst_table(counts, 365, "plan").set_index("segment")
+    table = kaplan_meier(counts, "plan").table().set_index("segment")
+    rmst = rmst_table(counts, 365, "plan").set_index("segment")
     for plan, true in plans.items():
         for days, value in true["survival"].items():
             assert table.loc[plan, f"survival_{days}d_ci_low"] <= value <= table.loc[plan, f"survival_{days}d_ci_high"]
@@ -359,7 +367,7 @@ def _pseudo_true_plan_hazard_ratios(truth, n: int = 400_000) -> pd.Series:
 
 def test_plan_hazard_ratios_cover_the_pseudo_true_values_and_country_has_no_effect(business):
     truth, counts = business
-    cox = sv.fit_cox(counts, ["plan", "country"])
+    cox = fit_cox(counts, ["plan", "country"])
     hr = cox.summary.set_index(["covariate", "level"])
     expected = _pseudo_true_plan_hazard_ratios(truth)
     for level in ("pro", "premium"):
@@ -375,43 +383,43 @@ def test_plan_hazard_ratios_cover_the_pseudo_true_values_and_country_has_no_effe
 
 def test_readout_without_segment_or_covariates_scores_with_the_pooled_curve(tiny_sample):
     source = data.connect(tiny_sample)
-    counts = sv.summarize_lifetimes(source, "contractual")
-    readout = sv.analyze(counts, "contractual", None, [], horizon_days=180)
+    counts = churn.summarize_lifetimes(source, "contractual")
+    readout = churn.analyze(counts, "contractual", None, [], horizon_days=180)
     assert readout.cox is None and readout.logrank is None and list(readout.table.segment) == ["all"]
-    risk = sv.score_active_customers(source, readout, 30)
+    risk = churn.score_active_customers(source, readout, 30)
     km = readout.overall.fitters["all"].survival_function_.iloc[:, 0]
     row = risk.iloc[0]
     expected = 1 - km.asof(min(row.days + 30, km.index.max())) / km.asof(row.days)
     assert row.churn_probability == pytest.approx(expected)
-    points = sv.summary_points(readout, risk, 30)
+    points = churn.summary_points(readout, risk, 30)
     assert any("median lifetime" in p for p in points) and any("CSV" in p for p in points)
-    cards, hidden = sv.headlines(readout, risk)
+    cards, hidden = churn.headlines(readout, risk)
     assert {"median_lifetime", "survival", "rmst", "hazard_ratios", "active_scored"} <= set(hidden)
     assert hidden["active_scored"] == len(risk) == int((counts.n * (1 - counts.churned)).sum())
 
 
 def test_readout_merges_small_groups_and_says_so(tiny_lifetimes):
-    readout = sv.analyze(tiny_lifetimes, "contractual", "plan", ["plan", "device"], min_segment_size=400)
+    readout = churn.analyze(tiny_lifetimes, "contractual", "plan", ["plan", "device"], min_segment_size=400)
     assert any("merged into 'other'" in n for n in readout.notes)
-    assert any(p.startswith("Note:") for p in sv.summary_points(readout))
+    assert any(p.startswith("Note:") for p in churn.summary_points(readout))
     sizes = tiny_lifetimes.groupby("plan").n.sum()
     assert set(readout.table.segment) == set(sizes[sizes >= 400].index) | ({"other"} if
                                                                             sizes[sizes < 400].sum() >= 400 else set())
 
 
 def test_rmst_beyond_the_longest_follow_up_is_not_extrapolated():
-    assert np.isnan(sv.rmst([5, 20, 40], [1, 0, 0], [1, 1, 1], horizon=365).rmst)
-    assert not np.isnan(sv.rmst([5, 20, 40], [1, 0, 0], [1, 1, 1], horizon=40).rmst)
+    assert np.isnan(rmst([5, 20, 40], [1, 0, 0], [1, 1, 1], horizon=365).rmst)
+    assert not np.isnan(rmst([5, 20, 40], [1, 0, 0], [1, 1, 1], horizon=40).rmst)
 
 
 def test_choosing_covariates_never_drops_customers_from_the_curves_or_the_model(tiny_lifetimes):
     counts = tiny_lifetimes.copy()
     counts.loc[counts.index[:3], "device"] = "watch"  # a rare level: merged into "other", which stays small
-    readout = sv.analyze(counts, "contractual", "plan", ["plan", "device"], min_segment_size=50)
+    readout = churn.analyze(counts, "contractual", "plan", ["plan", "device"], min_segment_size=50)
     total = int(counts.n.sum())
     assert readout.overall.table().customers.iloc[0] == total
     assert readout.cox.customers == total
-    alone = sv.analyze(counts, "contractual", "plan", [], min_segment_size=50)
+    alone = churn.analyze(counts, "contractual", "plan", [], min_segment_size=50)
     assert readout.table.equals(alone.table)
 
 
@@ -419,13 +427,13 @@ def test_numeric_columns_stay_numeric_covariates():
     subs = pd.DataFrame({"customer_id": list("abcdef"), "started_at": [_days(0)] * 6,
                          "ended_at": [_days(10), _days(20), pd.NaT, _days(40), pd.NaT, _days(5)],
                          "mrr": [9.0, 29.0, 79.0, 9.0, 29.0, 9.0]})
-    rows = sv.contractual_lifetimes(subs, columns=["mrr"], observed_until=UNTIL)
+    rows = data.contractual_lifetimes(subs, columns=["mrr"], observed_until=UNTIL)
     assert pd.api.types.is_numeric_dtype(rows.mrr)
-    design, terms, _ = sv.design_matrix(rows, ["mrr"])
+    design, terms, _ = design_matrix(rows, ["mrr"])
     assert terms == {"mrr": ["mrr"]}
 
 
 def test_hazard_table_hides_small_counts(tiny_lifetimes):
-    cox = sv.fit_cox(tiny_lifetimes, ["plan"])
-    shown = sv.hazard_table(cox, min_cell_size=10**6)
+    cox = fit_cox(tiny_lifetimes, ["plan"])
+    shown = churn.hazard_table(cox, min_cell_size=10**6)
     assert (shown.customers == "<1000000").all() and shown.hazard_ratio.equals(cox.summary.hazard_ratio)

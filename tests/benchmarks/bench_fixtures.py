@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pco_lib.sample import generate_sample
+from pco_lib.data.sample import generate_sample
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = [int(s) for s in os.environ.get("PCO_BENCH_SIZES", os.environ.get("PCO_BENCH_CUSTOMERS", "200000")).split(",")]

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from bench_fixtures import add_row, sample, table  # noqa: F401 (sample, table: pytest fixtures)
 
-from pco_lib import cohorts, data, experiments, overview
+from pco_lib import churn, cohorts, data, experiments, overview
+from pco_lib.stats.cox import fit_cox
+from pco_lib.stats.survival import kaplan_meier
 
 pytestmark = pytest.mark.bench
 
@@ -45,7 +47,7 @@ def test_cohort_retention_matrix(sample, table):
     source = data.connect(sample)
 
     def ours_fn():
-        summary = cohorts.summarize_cohorts(source.table("customers"), cohorts.activity_table(source), "month")
+        summary = cohorts.summarize_cohorts(source.table("customers"), data.activity_table(source), "month")
         return summary.matrix("active")
 
     ours, engine = _best(ours_fn)
@@ -69,14 +71,13 @@ def test_survival_on_aggregated_counts(sample, table):
     pco aggregates lifetimes in the engine and fits on distinct rows; lifelines fits one row per customer."""
     from lifelines import CoxPHFitter, KaplanMeierFitter
 
-    from pco_lib import survival as sv
 
     source = data.connect(sample)
 
     def ours_fn():
-        counts = sv.summarize_lifetimes(source, "non_contractual", 90, "order", ["channel", "device"])
-        curves = sv.kaplan_meier(counts, "channel")
-        return counts, curves, sv.fit_cox(counts, ["channel", "device"])
+        counts = churn.summarize_lifetimes(source, "non_contractual", 90, "order", ["channel", "device"])
+        curves = kaplan_meier(counts, "channel")
+        return counts, curves, fit_cox(counts, ["channel", "device"])
 
     ours, (counts, curves, cox) = _best(ours_fn, repeat=1)
 

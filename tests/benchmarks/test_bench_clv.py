@@ -15,6 +15,7 @@ import pytest
 from bench_fixtures import add_row, sample, table  # noqa: F401 (sample, table: pytest fixtures)
 
 from pco_lib import clv, data
+from pco_lib.stats.models import BGNBD, GammaGamma
 
 pytestmark = pytest.mark.bench
 
@@ -35,9 +36,9 @@ def test_rfm_bgnbd_gamma_gamma(sample, table):
     end = "2026-09-30"
     t_rfm, rfm = _timed(lambda: clv.rfm_table(orders, end))
     t_per, per = _timed(lambda: clv.rfm_table(orders, end, per_customer=True))
-    t_bg, bgnbd = _timed(lambda: clv.BGNBD().fit_rfm(rfm))
+    t_bg, bgnbd = _timed(lambda: BGNBD().fit_rfm(rfm))
     repeat = per[per.frequency > 0]
-    t_gg, gg = _timed(lambda: clv.GammaGamma().fit(repeat.frequency, repeat.monetary))
+    t_gg, gg = _timed(lambda: GammaGamma().fit(repeat.frequency, repeat.monetary))
     assert rfm["count"].sum() == len(per)
     print(f"\nCLV pipeline, {len(per):,} customers ({len(rfm):,} distinct (x, t_x, T) rows, "
           f"{len(repeat):,} repeat customers):")

@@ -15,13 +15,18 @@ from pathlib import Path
 import ibis
 import pandas as pd
 
-from .data import BOOL, FLOAT, INT, TABLES, TIMESTAMP, DataError, DataSource, connect
+from .model import BOOL, FLOAT, INT, TABLES, TIMESTAMP
+from .source import DataError, DataSource, connect
 
 MAX_EXAMPLES = 5
+
+
 # Duplicate rows are judged on these columns; assignments of one customer to two *different* variants of
 # an experiment is its own, more specific rule.
 DUPLICATE_KEYS = {name: spec.key for name, spec in TABLES.items() if spec.key}
 DUPLICATE_KEYS["assignments"] = ("experiment_id", "customer_id", "variant")
+
+
 # Tables whose rows belong to a customer and must not happen before the customer converted.
 AFTER_CONVERSION = {
     "orders": "ordered_at",
@@ -286,7 +291,7 @@ def _fmt_row(row) -> str:
 def check_source(source: DataSource, now: dt.datetime | None = None, location: str = "") -> CheckReport:
     """Validate every present table of ``source`` (timestamps after ``now``, default the current UTC time,
     are in the future)."""
-    from .overview import table_overview
+    from .summaries import table_overview
 
     now = now or dt.datetime.now(dt.UTC)
     checker = _Checker(source, now)

@@ -6,7 +6,7 @@ the truth written to ``truth.json``:
 
 - **Repeat orders**: the MBG/NBD variant of BG/NBD (Batislam, Denizel & Filiztekin 2007; Fader, Hardie & Lee
   2005 for BG/NBD), time unit weeks: unlike BG/NBD, a customer can drop out right after the first order, so
-  fit ``pco_lib.clv.ModifiedBGNBD`` to recover the truth. Per customer λ ~ Gamma(r, rate α)
+  fit ``pco_lib.stats.models.ModifiedBGNBD`` to recover the truth. Per customer λ ~ Gamma(r, rate α)
   and p ~ Beta(a, b), parameters by channel. While alive, orders arrive as a Poisson(λ) process; after
   each order (the first included) the customer drops out with probability p.
 - **Spend**: Gamma-Gamma. Per customer ν ~ Gamma(q, rate γ); each order's revenue ~ Gamma(p, rate ν), so

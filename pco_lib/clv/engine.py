@@ -1,0 +1,172 @@
+"""Engine summaries for customer lifetime value: the per-customer frequency, recency, age and spend (RFM)
+aggregated to distinct rows with counts, and the holdout period's purchases.
+
+Orders of one customer on the same calendar day form one purchase day. :func:`rfm_table` records its time
+unit in ``frame.attrs`` so that the models fitted on it remember it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import pandas as pd
+
+from ..data.source import calendar_day
+from ..stats.models.base import ClvError, positive_number
+
+
+def _day(value, name: str) -> dt.date:
+    return calendar_day(value, name, ClvError)
+
+
+def _order_days(orders) -> ibis.Table:
+    """customer_id (string), day (UTC calendar date) and revenue of each order, as an Ibis expression.
+
+    Revenue is summed as a decimal with 6 places: exact, so the engine's parallel sums give the same spend
+    every run and the fits that follow are reproducible to the last digit."""
+    if isinstance(orders, pd.DataFrame):
+        orders = ibis.memtable(orders)
+    missing = [c for c in ("customer_id", "ordered_at", "revenue") if c not in orders.columns]
+    if missing:
+        raise ClvError(f"orders needs the column(s) {', '.join(missing)}; it has {', '.join(orders.columns)}")
+    at = orders.ordered_at
+    return orders.select(customer_id=orders.customer_id.cast("string"),
+                         day=at if at.type().is_date() else at.date(), revenue=orders.revenue.cast("decimal(38, 6)"))
+
+
+def rfm_expr(orders, calibration_end, *, time_unit_days: float = 7.0, observed_from=None) -> ibis.Table:
+    """Per-customer frequency/recency/age/spend as an Ibis expression (nothing is executed).
+
+    Orders of one customer on the same calendar day (UTC) are merged into one purchase, their revenue summed.
+    Only purchase days on or before ``calibration_end`` (a calendar day, inclusive) count; customers whose
+    first purchase is later do not appear. With ``observed_from``, customers whose first purchase is before
+    that day are left out (their history may start before the data does, so their first observed purchase
+    need not be their first purchase).
+
+    Columns: customer_id, first_purchase (date), frequency (x = purchase days − 1), recency_days
+    (last − first purchase day), T_days (calibration_end − first purchase day), recency and T (the same in
+    units of ``time_unit_days``), monetary (mean revenue of the x repeat purchases; null when x = 0), revenue
+    (total revenue of all purchase days up to ``calibration_end``, the first included).
+    """
+    positive_number(time_unit_days, "time_unit_days")
+    end = _day(calibration_end, "calibration_end")
+    o = _order_days(orders)
+    o = o.filter(o.day <= end)
+    days = o.group_by(["customer_id", "day"]).aggregate(revenue=o.revenue.sum())
+    days = days.mutate(first=days.day.min().over(group_by=days.customer_id))
+    per = days.group_by("customer_id").aggregate(
+        first_purchase=days.day.min(),
+        last_purchase=days.day.max(),
+        purchase_days=days.count(),
+        repeat_revenue=days.revenue.sum(where=days.day > days.first),
+        revenue=days.revenue.sum(),
+    )
+    if observed_from is not None:
+        per = per.filter(per.first_purchase >= _day(observed_from, "observed_from"))
+    x = (per.purchase_days - 1).cast("int64")
+    recency_days = per.last_purchase.delta(per.first_purchase, unit="day").cast("int64")
+    t_days = ibis.literal(end).delta(per.first_purchase, unit="day").cast("int64")
+    unit = float(time_unit_days)
+    return per.select(
+        customer_id=per.customer_id,
+        first_purchase=per.first_purchase,
+        frequency=x,
+        recency_days=recency_days,
+        T_days=t_days,
+        recency=recency_days.cast("float64") / unit,
+        T=t_days.cast("float64") / unit,
+        monetary=ibis.ifelse(x > 0, per.repeat_revenue / x.cast("float64"), ibis.null("float64")),
+        revenue=per.revenue,
+    )
+
+
+def rfm_table(orders, calibration_end, time_unit_days: float = 7.0, observed_from=None, *,
+              per_customer: bool = False) -> pd.DataFrame:
+    """Frequency–recency–age summary for the BG/NBD and Pareto/NBD fits, computed in the engine.
+
+    ``orders``: Ibis table (or pandas frame) with customer_id, ordered_at, revenue. See :func:`rfm_expr`
+    for how x, t_x, T and monetary are defined.
+
+    Default: one row per distinct (frequency, recency, T) with ``count`` customers — the sufficient
+    statistics of both models, to pass as ``weights``. Rows are grouped on whole days, so equal summaries
+    are never split by floating-point noise.
+
+    ``per_customer=True``: one row per customer (customer_id, first_purchase, frequency, recency, T,
+    monetary, revenue; monetary is NaN when frequency = 0), for the Gamma-Gamma fit and for predictions.
+
+    Both frames carry their time unit in ``frame.attrs["time_unit_days"]`` (and ``calibration_end``), which
+    :meth:`BGNBD.fit_rfm` and :func:`customer_value` read, so a model cannot be fitted in one unit and
+    used in another.
+    """
+    expr = rfm_expr(orders, calibration_end, time_unit_days=time_unit_days, observed_from=observed_from)
+    unit = float(time_unit_days)
+    if per_customer:
+        df = expr.order_by("customer_id").to_pandas()
+        df = df.drop(columns=["recency_days", "T_days"])
+        df["monetary"] = df["monetary"].astype("float64")
+        df["revenue"] = df["revenue"].astype("float64")
+        return _with_unit(df.reset_index(drop=True), unit, calibration_end)
+    g = expr.group_by(["frequency", "recency_days", "T_days"]).aggregate(count=expr.count())
+    df = g.order_by(["frequency", "recency_days", "T_days"]).to_pandas()
+    out = pd.DataFrame({
+        "frequency": df["frequency"].astype("int64"),
+        "recency": df["recency_days"].astype("float64") / unit,
+        "T": df["T_days"].astype("float64") / unit,
+        "count": df["count"].astype("int64"),
+    })
+    return _with_unit(out.reset_index(drop=True), unit, calibration_end)
+
+
+def _with_unit(df: pd.DataFrame, unit: float, calibration_end) -> pd.DataFrame:
+    df.attrs["time_unit_days"] = float(unit)
+    df.attrs["calibration_end"] = str(_day(calibration_end, "calibration_end"))
+    return df
+
+
+def holdout_expr(orders, calibration_end, holdout_end, *, time_unit_days: float = 7.0,
+                 observed_from=None) -> ibis.Table:
+    """:func:`rfm_expr` of the calibration period plus, per customer, ``holdout_purchases`` (distinct purchase
+    days in the holdout, after ``calibration_end`` up to ``holdout_end`` inclusive — the same "purchase" as x)
+    and ``holdout_spend`` (revenue of the holdout orders); 0 for customers without holdout orders. Customers
+    whose first purchase is in the holdout are not included. An Ibis expression (nothing is executed)."""
+    end = _day(calibration_end, "calibration_end")
+    h_end = _day(holdout_end, "holdout_end")
+    if h_end <= end:
+        raise ClvError(f"holdout_end ({h_end}) must be after calibration_end ({end})")
+    cal = rfm_expr(orders, calibration_end, time_unit_days=time_unit_days, observed_from=observed_from)
+    o = _order_days(orders)
+    h = o.filter((o.day > end) & (o.day <= h_end))
+    hold = h.group_by("customer_id").aggregate(h_purchases=h.day.nunique(), h_spend=h.revenue.sum())
+    j = cal.left_join(hold, "customer_id")
+    return j.select(*cal.columns, holdout_purchases=ibis.coalesce(j.h_purchases, 0).cast("int64"),
+                    holdout_spend=ibis.coalesce(j.h_spend, 0.0).cast("float64"))
+
+
+def holdout_table(orders, calibration_end, holdout_end=None, time_unit_days: float = 7.0,
+                  observed_from=None) -> pd.DataFrame:
+    """One row per customer (first purchase on or before ``calibration_end``): the calibration RFM columns
+    of :func:`rfm_table` (``per_customer=True``) plus holdout_purchases and holdout_spend, computed in the
+    engine (:func:`holdout_expr`). ``holdout_end`` defaults to the last order day in the data.
+
+    ``attrs``: time_unit_days, calibration_end, holdout_end, holdout_days (holdout_end − calibration_end)."""
+    end = _day(calibration_end, "calibration_end")
+    if holdout_end is None:
+        last = _order_days(orders).day.max().execute()
+        if last is None or pd.isna(last):
+            raise ClvError("orders is empty: no holdout period")
+        holdout_end = pd.Timestamp(last).date()
+    h_end = _day(holdout_end, "holdout_end")
+    expr = holdout_expr(orders, end, h_end, time_unit_days=time_unit_days, observed_from=observed_from)
+    df = expr.order_by("customer_id").to_pandas().drop(columns=["recency_days", "T_days"])
+    for col in ("monetary", "revenue", "holdout_spend"):
+        df[col] = df[col].astype("float64")
+    df = _with_unit(df.reset_index(drop=True), float(time_unit_days), end)
+    df.attrs["holdout_end"] = str(h_end)
+    df.attrs["holdout_days"] = (h_end - end).days
+    return df
+
+
+def _last_order_day(orders: ibis.Table) -> pd.Timestamp:
+    last = pd.Timestamp(orders.ordered_at.max().to_pandas())
+    return (last.tz_convert("UTC").tz_localize(None) if last.tzinfo else last).normalize()

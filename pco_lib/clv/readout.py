@@ -1,0 +1,178 @@
+"""The ``clv`` report's readout: RFM summary → purchase model (BG/NBD, MBG/NBD or Pareto/NBD) and
+Gamma-Gamma → per-customer value, holdout validation, value segments, the simple formula and subscription
+value; plus the summary points and headline keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..data.source import MISSING
+from ..stats.models.base import DAYS_PER_MONTH, DAYS_PER_YEAR, ClvError
+from ..stats.models.bgnbd import BGNBD
+from ..stats.models.gamma_gamma import GammaGamma
+from ..stats.models.mbgnbd import ModifiedBGNBD
+from ..stats.models.pareto_nbd import ParetoNBD
+from ..stats.models.value import customer_value
+from .engine import _last_order_day, rfm_table
+from .validation import HoldoutValidation, validate_holdout
+from .value import SimpleClv, ValueSegments, simple_clv, subscription_value, value_segments
+
+TIME_UNITS = {"day": 1.0, "week": 7.0, "month": DAYS_PER_MONTH}
+MODELS = {"bgnbd": BGNBD, "mbgnbd": ModifiedBGNBD, "pareto": ParetoNBD}
+
+
+@dataclass(frozen=True, repr=False)
+class ClvReadout:
+    """Everything the CLV report shows."""
+
+    model: BGNBD | ParetoNBD
+    gamma_gamma: GammaGamma
+    values: pd.DataFrame  # per customer: customer_id, p_alive, expected_purchases, expected_spend, clv, segment
+    validation: HoldoutValidation | None
+    segments: ValueSegments
+    simple: SimpleClv
+    contractual: pd.DataFrame | None
+    model_name: str
+    horizon_days: int
+    time_unit: str
+    discount_rate: float
+    segment: str | None
+    as_of: str
+    notes: tuple[str, ...] = ()
+
+
+def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: str = "week",
+            discount_rate: float = 0.1, calibration_end: str = "", holdout_days: int = 182,
+            segment: str | None = "channel", min_cell_size: int = 10) -> ClvReadout:
+    """Fit the purchase model and Gamma-Gamma on all orders up to the last order day and value every customer
+    over ``horizon_days``; validate the same model on a calibration/holdout split (``calibration_end``,
+    default ``holdout_days`` before the last order day); value segments, the simple formula and, when there
+    are subscriptions, the contractual (sBG) value per plan."""
+    if model not in MODELS:
+        raise ClvError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+    if time_unit not in TIME_UNITS:
+        raise ClvError(f"time_unit must be one of {', '.join(TIME_UNITS)}, not {time_unit!r}")
+    unit = TIME_UNITS[time_unit]
+    o = source.table("orders")
+    orders = o.select("customer_id", "ordered_at", "revenue")
+    as_of = _last_order_day(o)
+    notes = []
+    cal_end = pd.Timestamp(calibration_end) if calibration_end else as_of - pd.Timedelta(days=holdout_days)
+    validation = None
+    if cal_end >= as_of:
+        notes.append(f"calibration_end {cal_end:%Y-%m-%d} leaves no holdout before the last order "
+                     f"({as_of:%Y-%m-%d}); the model is not validated")
+    else:
+        validation = validate_holdout(orders, cal_end, as_of, time_unit_days=unit, model=MODELS[model](),
+                                      min_cell_size=min_cell_size)
+    per = rfm_table(orders, as_of, unit, per_customer=True)
+    fitted = MODELS[model]().fit_rfm(rfm_table(orders, as_of, unit))
+    repeat = per[per.frequency > 0]
+    if len(repeat) < 2:
+        raise ClvError("fewer than two repeat customers: spend per order cannot be modelled")
+    gg = GammaGamma().fit(repeat.frequency, repeat.monetary)
+    values = customer_value(fitted, gg, per, horizon_days=horizon_days, discount_rate_per_year=discount_rate)
+    c = source.table("customers")
+    categories = [segment] if segment else []
+    if segment and segment not in c.columns:
+        raise ClvError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
+    profile = c.select("customer_id", *categories).to_pandas() if categories else None
+    if profile is not None:
+        profile[segment] = profile[segment].astype("string").fillna(MISSING)
+        values = values.merge(profile, on="customer_id", how="left")
+    measures = values.assign(purchases=values.frequency + 1)[["customer_id", "purchases", "monetary"]]
+    prof = measures if profile is None else measures.merge(profile, on="customer_id", how="left")
+    segments = value_segments(values, prof, categories=categories, measures=["purchases", "monetary"],
+                              min_cell_size=min_cell_size)
+    simple_frame = per.merge(profile, on="customer_id", how="left") if profile is not None else per
+    simple_frame.attrs = per.attrs
+    simple = simple_clv(simple_frame, fitted, by=segment or None, min_cell_size=min_cell_size)
+    contractual = None
+    if source.has("subscriptions"):
+        subs = source.table("subscriptions").to_pandas()
+        contractual = subscription_value(subs, as_of + pd.Timedelta(days=1), discount_rate)
+        if contractual.empty:
+            notes.append("no plan has enough subscriptions observed for 12 periods to fit the contractual model")
+            contractual = None
+    return ClvReadout(fitted, gg, values, validation, segments, simple, contractual, model, horizon_days, time_unit,
+                      discount_rate, segment or None, f"{as_of:%Y-%m-%d}", tuple(notes))
+
+
+def model_parameters(readout: ClvReadout) -> pd.DataFrame:
+    """Fitted parameters with standard errors of the purchase model and Gamma-Gamma, for the report."""
+    parts = []
+    for name, fitted in ((readout.model_name, readout.model), ("gamma_gamma", readout.gamma_gamma)):
+        s = fitted.summary.copy()
+        s.insert(0, "parameter", [str(i) for i in s.index])
+        parts.append(s.assign(model=name)[["model", "parameter", "coef", "se(coef)"]])
+    return pd.concat(parts, ignore_index=True)
+
+
+def summary_points(readout: ClvReadout) -> list[str]:
+    """Plain-language bullet points for the top of the CLV report."""
+    v = readout.values
+    years = readout.horizon_days / DAYS_PER_YEAR
+    horizon = ("year" if round(years) == 1 else f"{years:.0f} years") if abs(years - round(years)) < 0.05 \
+        else f"{readout.horizon_days} days"
+    points = [f"An average customer is worth **{v.clv.mean():,.2f}** in revenue over the next {horizon} "
+              f"(discounted at {readout.discount_rate:.0%} a year): {v.expected_purchases.mean():.2f} expected "
+              f"purchases at {v.expected_spend.mean():,.2f} each. All {len(v):,} customers together: "
+              f"{v.clv.sum():,.0f}."]
+    seg = readout.segments
+    points.append(f"Value is concentrated: the top {seg.top_share:.0%} of customers hold "
+                  f"**{seg.top_value_share:.0%}** of the expected value; {(v.p_alive < 0.5).mean():.0%} of "
+                  "customers are more likely gone than still buying.")
+    if readout.segment and len(seg.categories):
+        cat = seg.categories.dropna(subset=["top_share", "rest_share"])
+        if len(cat):
+            lift = cat.assign(diff=cat.top_share - cat.rest_share).sort_values("diff", ascending=False).iloc[0]
+            points.append(f"The most valuable customers come more often from {readout.segment} "
+                          f"**{lift.category}** ({lift.top_share:.0%} of the top group vs {lift.rest_share:.0%} "
+                          "of the rest).")
+    val = readout.validation
+    if val is not None:
+        quality = "close" if abs(val.relative_error) < 0.1 else "rough"
+        points.append(f"Checked on the last {val.holdout_days} days, held out from the fit: the model predicted "
+                      f"{val.predicted_purchases:,.0f} purchases against {val.actual_purchases:,} actual "
+                      f"({val.relative_error:+.0%}, a {quality} fit; mean error per customer "
+                      f"{val.mae:.2f} purchases).")
+    s = readout.simple.table.iloc[0]
+    points.append(f"Back of the envelope: {s.aov:,.2f} per order × {s.orders_per_year:.2f} orders a year × "
+                  f"{s.years_as_customer:.1f} years ≈ {s.value:,.0f} per customer (a benchmark: it ignores "
+                  "discounting and counts attrition twice).")
+    if readout.contractual is not None:
+        best = readout.contractual.sort_values("value", ascending=False).iloc[0]
+        points.append(f"Subscriptions: a new **{best.plan}** subscriber is worth about {best.value:,.0f} "
+                      f"({best.payments:.1f} discounted payments of {best.monthly_revenue:,.0f}); "
+                      f"{best.projected_24:.0%} are projected to still subscribe after two years.")
+    points += [f"Note: {n}" for n in readout.notes]
+    return points
+
+
+def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
+    """Headline cards and results.json values: ``mean_clv``, ``total_clv``, ``top20_share``, ``parameters``
+    {model: {name: value}}, ``log_likelihood``, ``holdout`` {mae, relative_error, actual, predicted,
+    brier_purchase} and ``contractual`` {plan: value}."""
+    v = readout.values
+    cards = [("mean_clv", float(v.clv.mean()), f"Mean CLV, {readout.horizon_days} days", ",.2f"),
+             ("total_clv", float(v.clv.sum()), "Total CLV", ",.0f"),
+             ("top20_share", readout.segments.top_value_share, "Value held by the top 20%", ".0%")]
+    hidden = {
+        "parameters": {readout.model_name: {k: float(x) for k, x in readout.model.params_.items()},
+                       "gamma_gamma": {k: float(x) for k, x in readout.gamma_gamma.params_.items()}},
+        "log_likelihood": {readout.model_name: float(readout.model.log_likelihood_),
+                           "gamma_gamma": float(readout.gamma_gamma.log_likelihood_)},
+        "time_unit_days": TIME_UNITS[readout.time_unit],
+    }
+    val = readout.validation
+    if val is not None:
+        cards.append(("holdout.relative_error", val.relative_error, "Holdout error (purchases)", "+.0%"))
+        hidden |= {"holdout.mae": val.mae, "holdout.actual": val.actual_purchases,
+                   "holdout.predicted": val.predicted_purchases, "holdout.brier_purchase": val.brier_purchase}
+    if readout.contractual is not None:
+        hidden["contractual"] = {r.plan: {"value": r.value, "payments": r.payments, "alpha": r.alpha,
+                                          "beta": r.beta} for r in readout.contractual.itertuples()}
+    return cards, hidden

@@ -1,0 +1,163 @@
+"""The ``lifecycle_segments`` report's readout: every part of the lifecycle view at ``as_of``, each left out with a note
+when its data is missing, plus the summary points and headline keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.privacy import DEFAULT_MIN_CELL_SIZE
+from .common import SegmentError, _day
+from .lookalike import Lookalike, lookalike
+from .rfm import SegmentProfile, profile_top_segment, rfm_grid, rfm_segments
+from .stages import StageRules, Transitions, stage_counts, stage_transitions
+from .timing import (
+    LeadTiming,
+    contact_window,
+    gap_summary,
+    lead_conversion,
+    lead_time_counts,
+    lead_time_to_convert,
+    repurchase_gap_counts,
+)
+
+
+@dataclass(frozen=True, repr=False)
+class LifecycleReadout:
+    """Everything the lifecycle report shows (customer-level lists only in ``contacts`` and
+    ``lookalike.scores``, which go to CSV files)."""
+
+    as_of: dt.date
+    start: dt.date
+    stages: pd.DataFrame
+    stages_by_segment: pd.DataFrame | None
+    transitions: Transitions
+    rfm: pd.DataFrame
+    rfm_grid: pd.DataFrame
+    profile: SegmentProfile | None
+    lookalike: Lookalike | None
+    gaps: pd.DataFrame
+    contacts: pd.DataFrame
+    leads: pd.DataFrame | None
+    lead_timing: LeadTiming | None
+    segment: str | None
+    lead_time_days: int
+    notes: tuple[str, ...] = ()
+
+
+def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None = "channel",
+            lead_time_days: int = 14, rules: StageRules = StageRules(),
+            min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> LifecycleReadout:
+    """Stages now and ``compare_days`` ago with the transitions between them, RFM segments and a profile of
+    the Champions, the lookalike model, repurchase gaps and contact windows per ``segment``, and lead
+    conversion (when there is a leads table). ``as_of`` defaults to the last order day."""
+    c, o = source.table("customers"), source.table("orders")
+    leads = source.table("leads") if source.has("leads") else None
+    events = source.table("events") if source.has("events") else None
+    last = pd.Timestamp(o.ordered_at.max().to_pandas())
+    day = _day(as_of, "as_of") if as_of else last.date()
+    start = day - dt.timedelta(days=compare_days)
+    if segment and segment not in c.columns:
+        raise SegmentError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
+    stages = stage_counts(c, o, day, rules, leads=leads, min_cell_size=min_cell_size)
+    by_segment = (stage_counts(c, o, day, rules, by=segment, min_cell_size=min_cell_size) if segment else None)
+    transitions = stage_transitions(c, o, start, day, rules, leads=leads, min_cell_size=min_cell_size)
+    notes = []
+    categories = [x for x in dict.fromkeys([segment, "channel", "device"]) if x and x in c.columns]
+    try:
+        profile = profile_top_segment(c, o, day, categories=categories, events=events, min_cell_size=min_cell_size)
+    except (SegmentError, ValueError) as exc:
+        profile = None
+        notes.append(f"the Champions could not be profiled: {exc}")
+    try:
+        model = lookalike(c, o, day, events=events, categorical=categories, min_cell_size=min_cell_size)
+    except (SegmentError, ValueError) as exc:
+        model = None
+        notes.append(f"no lookalike model: {exc}")
+    gaps = gap_summary(repurchase_gap_counts(o, day, c, by=segment or None, rules=rules), lead_time_days,
+                       min_cell_size=min_cell_size)
+    contacts = contact_window(o, day, gaps, c, by=segment or None, rules=rules)
+    lead_table = lead_timing = None
+    if leads is not None:
+        from ..stats.survival import SurvivalError
+
+        lead_table = lead_conversion(leads, c, min_cell_size=min_cell_size)
+        try:
+            lead_timing = lead_time_to_convert(lead_time_counts(leads, c), min_cell_size=min_cell_size)
+        except SurvivalError:
+            notes.append("no lead has converted yet, so time to convert cannot be estimated")
+    return LifecycleReadout(day, start, stages, by_segment, transitions, rfm_segments(o, day, min_cell_size),
+                            rfm_grid(o, day), profile, model, gaps, contacts, lead_table, lead_timing,
+                            segment or None, lead_time_days, tuple(notes))
+
+
+def summary_points(r: LifecycleReadout) -> list[str]:
+    """Plain-language bullet points for the top of the lifecycle report."""
+    points = []
+    s = r.stages.set_index("stage")
+    customers = s.drop(index="lead", errors="ignore").customers.sum()
+    shown = [k for k in ("new", "repeat", "vip", "at_risk", "lapsed") if pd.notna(s.loc[k, "customers"])]
+    parts = [f"{s.loc[k, 'customers']:,.0f} {k.replace('_', ' ')}" for k in shown]
+    points.append(f"On {r.as_of:%d %b %Y}, of {customers:,.0f} customers: " + ", ".join(parts) + ".")
+    shares = r.transitions.shares
+    if "new" in shares.index and shares.loc["new"].notna().any():
+        row = shares.loc["new"].dropna().sort_values(ascending=False)
+        moves = ", ".join(f"{v:.0%} {k.replace('_', ' ')}" for k, v in row.items() if v >= 0.05)
+        points.append(f"Where the customers who were new on {r.start:%d %b} went: {moves}.")
+    if "vip" in shares.index and "at_risk" in shares.columns and pd.notna(shares.loc["vip", "at_risk"]):
+        points.append(f"{shares.loc['vip', 'at_risk']:.0%} of the VIPs of {r.start:%d %b} are now at risk of "
+                      "lapsing — the first group to win back.")
+    rfm = r.rfm.set_index("segment")
+    if "Can't lose them" in rfm.index and pd.notna(rfm.loc["Can't lose them", "customers"]):
+        row = rfm.loc["Can't lose them"]
+        points.append(f"**{row.customers:,.0f} \"can't lose them\" customers** (frequent buyers gone quiet) brought "
+                      f"{row.share_of_revenue:.0%} of all revenue.")
+    if r.profile is not None and len(r.profile.measures):
+        m = r.profile.measures.sort_values("cohens_d", key=np.abs, ascending=False).iloc[0]
+        points.append(f"Champions stand out early: in their first 30 days their {m.measure} averaged "
+                      f"{m.top_mean:,.2f} vs {m.rest_mean:,.2f} for the rest (effect size d = {m.cohens_d:.2f}).")
+    if r.lookalike is not None and pd.notna(r.lookalike.auc):
+        points.append(f"A lookalike model spots future Champions from their first 30 days with AUC "
+                      f"{r.lookalike.auc:.2f} on newer customers; {len(r.lookalike.scores):,} recent customers are "
+                      "scored in the CSV beside this report.")
+    g = r.gaps.dropna(subset=["median_days"])
+    if len(g):
+        timing = "; ".join(f"{row.segment} after {row.median_days:.0f} days (contact on day {row.contact_day:.0f})"
+                           for row in g.itertuples())
+        points.append(f"Typical time to the next purchase, {r.lead_time_days} days' lead time for contact: "
+                      f"{timing}. {len(r.contacts):,} customers are inside their contact window now (CSV).")
+    if r.leads is not None:
+        lt = r.leads[r.leads.source != "all"].dropna(subset=["conversion_rate"])
+        if len(lt):
+            best, worst = lt.loc[lt.conversion_rate.idxmax()], lt.loc[lt.conversion_rate.idxmin()]
+            points.append(f"Leads from {best.source} convert best ({best.conversion_rate:.1%}), from {worst.source} "
+                          f"worst ({worst.conversion_rate:.1%}).")
+    points += [f"Note: {n}" for n in r.notes]
+    return points
+
+
+def headlines(r: LifecycleReadout) -> tuple[list[tuple], dict]:
+    """Headline cards and results.json values: ``stage_counts`` {stage: customers}, ``rfm_segments``
+    {segment: {customers, share_of_revenue}}, ``lookalike_auc``, ``contact_days`` {segment: day} and
+    ``lead_conversion`` {source: rate}."""
+    s = r.stages.set_index("stage").customers
+
+    def clean(v):
+        return None if pd.isna(v) else float(v)
+
+    cards = [(f"stage.{k}", clean(s.get(k)), label, ",.0f") for k, label in
+             (("repeat", "Repeat customers"), ("vip", "VIP"), ("at_risk", "At risk"), ("lapsed", "Lapsed"))]
+    hidden = {"stage_counts": {k: clean(v) for k, v in s.items()},
+              "rfm_segments": {row.segment: {"customers": clean(row.customers),
+                                             "share_of_revenue": clean(row.share_of_revenue)}
+                               for row in r.rfm.itertuples()},
+              "contact_days": {row.segment: clean(row.contact_day) for row in r.gaps.itertuples()}}
+    if r.lookalike is not None:
+        cards.append(("lookalike_auc", clean(r.lookalike.auc), "Lookalike AUC", ".2f"))
+    if r.leads is not None:
+        hidden["lead_conversion"] = {row.source: clean(row.conversion_rate) for row in r.leads.itertuples()}
+    return cards, hidden

@@ -1,0 +1,67 @@
+"""HTML export: the executed notebook as one self-contained page without code, in pco's nbconvert template
+(``templates/pco``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _contents(nb) -> tuple[str, list[tuple[str, str]]]:
+    """The title (first "# " heading) and the "## " sections with nbconvert's anchors (spaces → "-")."""
+    title, toc = "", []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if line.startswith("# ") and not title:
+                title = line[2:].strip()
+            elif line.startswith("## "):
+                text = line[3:].strip()
+                toc.append((text, text.replace(" ", "-")))
+    return title, toc
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict | bool) or value is None \
+        else str(value)
+
+
+def _when(iso: str) -> str:
+    try:
+        return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return str(iso)
+
+
+def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None) -> None:
+    """The executed notebook as one self-contained HTML page without code: nothing is loaded from the network
+    (pco's template drops nbconvert's require.js/MathJax/Mermaid scripts; CSS and figures are inlined), with a
+    header (report, data period, run date, parameters), a table of contents and a footer (versions, data
+    fingerprint, git commit) taken from the run's ``manifest``."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="pco", extra_template_basedirs=[str(TEMPLATES)], exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True)
+    nb = nbformat.read(str(notebook_path), as_version=4)
+    m = manifest or {}
+    title, toc = _contents(nb)
+    versions = m.get("versions", {})
+    page = {
+        "report": m.get("report", ""), "run_id": m.get("run_id", ""), "status": m.get("status", ""),
+        "error": m.get("error"), "period": m.get("data_period", ""),
+        "run_date": _when(m["started_at"]) if m.get("started_at") else "",
+        "parameters": [(k, Path(v).name if k == "data_dir" else _shown(v)) for k, v in m.get("parameters", {}).items()],
+        "toc": toc, "version": versions.get("pco", ""), "fingerprint": m.get("data_fingerprint"),
+        "commit": (m.get("git_commit") or "")[:12] or None,
+        "versions": " · ".join(f"{k} {v}" for k, v in versions.items() if k != "pco"),
+    }
+    nb.metadata["title"] = f"{title} · {m['report']}" if title and m.get("report") else title or m.get("report", "")
+    body, _ = exporter.from_notebook_node(nb, resources={"pco": page})
+    html_path.write_text(body, encoding="utf-8")

@@ -1,0 +1,91 @@
+"""The index of runs: ``OUT/index.html``, rewritten atomically from the published runs' manifests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import secrets
+from pathlib import Path
+
+from .html import _when
+
+
+def list_runs(out_dir: str | Path) -> list[dict]:
+    """Every published run's manifest (newest first), with its folder relative to ``out_dir``."""
+    out_dir = Path(out_dir)
+    runs = []
+    for manifest in out_dir.glob("*/*/manifest.json"):
+        if manifest.parent.name.startswith("."):
+            continue
+        try:
+            info = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        info["folder"] = manifest.parent.relative_to(out_dir).as_posix()
+        runs.append(info)
+    return sorted(runs, key=lambda r: (r.get("started_at", ""), r.get("run_id", "")), reverse=True)
+
+
+def latest_good_run(out_dir: str | Path, report: str) -> dict | None:
+    return next((r for r in list_runs(out_dir) if r["report"] == report and r["status"] == "succeeded"), None)
+
+
+_INDEX_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}
+h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em}
+table{border-collapse:collapse;width:100%;margin:.5em 0}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #d0d7de;font-size:.92em}
+th{background:#f6f8fa}.succeeded{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
+.muted{color:#57606a;font-size:.9em}
+"""
+
+
+def write_index(out_dir: str | Path) -> Path:
+    """Rewrite ``out_dir/index.html`` (atomically) from the published runs' manifests."""
+    out_dir = Path(out_dir)
+    runs = list_runs(out_dir)
+    by_report: dict[str, list[dict]] = {}
+    for run in runs:
+        by_report.setdefault(run["report"], []).append(run)
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>pco reports</title>",
+        f"<style>{_INDEX_CSS}</style></head><body><h1>pco reports</h1>",
+        f"<p class='muted'>Updated {esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))}"
+        f" · {len(runs)} run{'s' if len(runs) != 1 else ''}</p>",
+        "<table><tr><th>Report</th><th>Latest run</th><th>Status</th><th>Latest good report</th></tr>",
+    ]
+    for report, report_runs in sorted(by_report.items()):
+        latest = report_runs[0]
+        good = next((r for r in report_runs if r["status"] == "succeeded"), None)
+        good_link = (f"<a href='{esc(good['folder'])}/report.html'>{esc(_when(good['started_at']))}</a>"
+                     if good else "<span class='muted'>none yet</span>")
+        parts.append(
+            f"<tr><td><a href='#{esc(report)}'>{esc(report)}</a></td><td>{esc(_when(latest['started_at']))}</td>"
+            f"<td class='{esc(latest['status'])}'>{esc(latest['status'])}</td><td>{good_link}</td></tr>"
+        )
+    parts.append("</table>")
+    for report, report_runs in sorted(by_report.items()):
+        parts.append(f"<h2 id='{esc(report)}'>{esc(report)}</h2><table><tr><th>Run</th><th>Status</th>"
+                     "<th>Duration</th><th>Files</th><th>Error</th></tr>")
+        for r in report_runs:
+            folder = esc(r["folder"])
+            files = " · ".join(f"<a href='{folder}/{name}'>{label}</a>" for name, label in
+                               [("report.html", "report"), ("report.ipynb", "notebook"),
+                                ("results.json", "results"), ("manifest.json", "manifest")])
+            parts.append(
+                f"<tr><td>{esc(_when(r['started_at']))}<br><span class='muted'>{esc(r['run_id'])}</span></td>"
+                f"<td class='{esc(r['status'])}'>{esc(r['status'])}</td><td>{r.get('duration_s', 0):.1f} s</td>"
+                f"<td>{files}</td><td class='muted'>{esc(r.get('error') or '')}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = out_dir / "index.html"
+    tmp = out_dir / f".index.html.{secrets.token_hex(4)}.tmp"
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    os.replace(tmp, index)
+    return index

@@ -1,0 +1,124 @@
+"""What a report notebook calls to show its results: :func:`record` and :func:`record_headlines` show a
+headline number and mark it for results.json, :func:`summary_box` shows the plain-language summary.
+
+The runner collects the marks from the executed notebook (:func:`collect_results`; no side channel, so it
+works the same in JupyterLab). Numbers are rounded to ``RESULT_DIGITS`` significant digits, so the same data
+and parameters give a byte-identical results.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+from typing import Any
+
+RESULT_MIME = "application/vnd.pco.result+json"
+RESULT_DIGITS = 10  # significant digits of the numbers in results.json
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars to Python, NaN/inf to None, tuples to lists, floats to
+    ``RESULT_DIGITS`` significant digits — the engine sums in parallel, so the last bits of a float can differ
+    between runs; rounded, the same data and parameters give the same results.json."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float):
+        return float(f"{value:.{RESULT_DIGITS}g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):  # pandas Timestamp
+        return value.isoformat()
+    return value
+
+
+def _format(value: Any, fmt: str | None) -> str:
+    if value is None:
+        return "–"
+    if fmt:
+        return format(value, fmt)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _card(label: str, shown: str) -> str:
+    return ('<div class="pco-headline" style="display:inline-block;margin:4px 8px 4px 0;padding:8px 14px;'
+            'border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa">'
+            f'<div style="font-size:0.8em;color:#57606a">{html.escape(label)}</div>'
+            f'<div style="font-size:1.4em;font-weight:600">{html.escape(shown)}</div></div>')
+
+
+def record(key: str, value: Any, label: str | None = None, fmt: str | None = None, show: bool = True) -> Any:
+    """Show a headline number and store it under ``key`` in the run's results.json.
+
+    ``key`` is a stable, documented name (``snake_case``, dots allowed for nesting); ``fmt`` is a Python
+    format spec for display only (``",.0f"``, ``".1%"``). Returns ``value`` so it can be used inline.
+    """
+    from IPython.display import display
+
+    clean = _jsonable(value)
+    text = f"{label or key}: {_format(clean, fmt) if not isinstance(clean, (dict, list)) else clean}"
+    bundle = {RESULT_MIME: {"key": key, "value": clean}, "text/plain": text if show else ""}
+    if show and not isinstance(clean, (dict, list)):
+        bundle["text/html"] = _card(label or key, _format(clean, fmt))
+    display(bundle, raw=True)
+    return value
+
+
+def record_headlines(items: list[tuple], hidden: dict[str, Any] | None = None) -> None:
+    """Record several headline numbers and show them as one row of cards.
+
+    ``items``: tuples ``(key, value, label[, fmt])`` as for :func:`record`; ``hidden``: more results.json
+    values (key → value) recorded without a card.
+    """
+    from IPython.display import HTML, display
+
+    for key, value in (hidden or {}).items():
+        record(key, value, show=False)
+    cards = []
+    for key, value, label, *fmt in items:
+        record(key, value, label, fmt[0] if fmt else None, show=False)
+        clean = _jsonable(value)
+        cards.append(_card(label, _format(clean, fmt[0] if fmt else None)))
+    display(HTML(f"<div class='pco-headlines'>{''.join(cards)}</div>"))
+
+
+def summary_box(points: list[str], title: str | None = None) -> None:
+    """The plain-language summary at the top of a report, as a highlighted box (Markdown allowed)."""
+    from IPython.display import Markdown, display
+
+    body = "\n".join(f"- {p}" for p in points)
+    heading = f"**{title}**\n\n" if title else ""
+    display(Markdown(f"<div class='pco-summary' style='border-left:4px solid #0969da;background:#f1f8ff;"
+                     f"padding:8px 16px;margin:8px 0'>\n\n{heading}{body}\n\n</div>"))
+
+
+def collect_results(nb) -> dict[str, Any]:
+    """The values recorded with :func:`record` in an executed notebook, as a (nested) dict."""
+    results: dict[str, Any] = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            payload = out.get("data", {}).get(RESULT_MIME)
+            if payload is None:
+                continue
+            if isinstance(payload, str):
+                payload = json.loads(payload)
+            target = results
+            *parents, leaf = payload["key"].split(".")
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[leaf] = payload["value"]
+    return results

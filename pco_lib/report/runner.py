@@ -1,0 +1,253 @@
+"""Running a report: parameters checked and data validated before any kernel starts, Papermill execution,
+HTML export, results.json and manifest.json.
+
+A run of report ``R`` writes ``OUT/R/RUN_ID/`` holding ``report.ipynb`` (executed), ``report.html`` (no
+code), ``results.json`` (the headline numbers recorded in the notebook) and ``manifest.json`` (report,
+parameters, data fingerprint, versions, git commit, timings, status). The run is assembled in a hidden
+temporary folder and renamed into place when complete, so a killed run publishes nothing and a failed run
+never touches earlier runs. ``OUT/index.html`` lists every run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .html import export_html
+from .index import write_index
+from .notebook import collect_results
+from .params import Parameter, ParameterError, notebook_parameters, resolve
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_NOTEBOOKS = REPO_ROOT / "notebooks"
+VERSIONED_PACKAGES = ("pco", "pandas", "numpy", "scipy", "statsmodels", "lifelines", "ibis-framework", "duckdb",
+                      "matplotlib", "seaborn", "papermill", "nbconvert")
+
+
+class ReportError(Exception):
+    """A report cannot be run (unknown report, bad data, unwritable output); exit code in ``code``."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def notebooks_dir() -> Path:
+    return Path(os.environ.get("PCO_NOTEBOOKS", DEFAULT_NOTEBOOKS))
+
+
+def list_reports(nb_dir: Path | None = None) -> dict[str, Path]:
+    nb_dir = nb_dir or notebooks_dir()
+    return {p.stem: p for p in sorted(nb_dir.glob("*.ipynb")) if not p.name.startswith(".")}
+
+
+def report_notebook(report: str, nb_dir: Path | None = None) -> Path:
+    reports = list_reports(nb_dir)
+    if report not in reports:
+        raise ReportError(f"no report named {report!r}; available: {', '.join(reports) or '(none)'}", code=2)
+    return reports[report]
+
+
+def report_parameters(report: str, nb_dir: Path | None = None) -> list[Parameter]:
+    return notebook_parameters(report_notebook(report, nb_dir))
+
+
+def report_title(path: Path) -> str:
+    """The first Markdown heading of a notebook."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
+
+
+@dataclass
+class RunResult:
+    report: str
+    run_id: str
+    status: str  # "succeeded" or "failed"
+    folder: Path
+    duration_s: float
+    error: str | None = None
+    results: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for pkg in VERSIONED_PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _check_data(data_dir: Path | str) -> tuple[str, str]:
+    """Validate the data folder before any kernel starts; return its fingerprint and the period it covers."""
+    from ..data.checks import check_source
+    from ..data.source import DataError, connect
+    from ..data.summaries import observed_period
+
+    try:
+        source = connect(data_dir)
+    except DataError as exc:
+        raise ReportError(f"the data in {data_dir} cannot be read: {exc}", code=1) from None
+    report = check_source(source, location=str(data_dir))
+    if not report.ok:
+        raise ReportError(f"the data in {data_dir} did not pass validation:\n{report.summary()}", code=1)
+    first, last = observed_period(source)
+    return source.fingerprint(), f"{first:%d %b %Y} – {last:%d %b %Y}"
+
+
+def run_report(
+    report: str,
+    data_dir: str | Path | None = None,
+    out_dir: str | Path = "reports",
+    params: dict[str, Any] | None = None,
+    nb_dir: Path | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+    pseudonymize: bool = False,
+) -> RunResult:
+    """Run one report and publish it under ``out_dir/report/RUN_ID``.
+
+    ``pseudonymize``: customer-level CSV files the report writes beside itself get salted hashes instead of
+    ids (salt from the ``PCO_PSEUDONYM_SALT`` environment variable, checked before the kernel starts).
+
+    Raises :class:`ReportError` (unknown report, invalid data, unwritable output) or
+    :class:`~pco_lib.report.params.ParameterError` before any kernel starts. A notebook that raises gives a
+    published run with status ``failed``; earlier runs are never touched.
+    """
+    import nbformat
+    import papermill as pm
+
+    from ..data.source import CONNECTION_PREFIX
+
+    notebook = report_notebook(report, nb_dir)
+    salt = None
+    if pseudonymize:
+        from ..data.privacy import PseudonymError, pseudonym_salt
+
+        try:
+            salt = pseudonym_salt()
+        except PseudonymError as exc:
+            raise ReportError(str(exc), code=2) from None
+    schema = notebook_parameters(notebook)
+    values = resolve(schema, params or {}, report=report)
+    names = {p.name for p in schema}
+    if data_dir is not None:
+        if "data_dir" not in names:
+            raise ParameterError(f"{report} does not read a data folder (it has no data_dir parameter)")
+        values["data_dir"] = (str(data_dir) if str(data_dir).startswith(CONNECTION_PREFIX)
+                              else str(Path(data_dir).resolve()))
+    full = {p.name: p.default for p in schema} | values
+
+    fingerprint = period = None
+    if "data_dir" in full:
+        if str(full["data_dir"]).startswith(CONNECTION_PREFIX):  # env:NAME, a database (URL in the environment)
+            fingerprint, period = _check_data(full["data_dir"])
+        else:
+            data_path = Path(full["data_dir"])
+            if not data_path.is_absolute():
+                data_path = (notebook.parent / data_path).resolve()
+                values["data_dir"] = full["data_dir"] = str(data_path)
+            fingerprint, period = _check_data(data_path)
+
+    out_dir = Path(out_dir).resolve()  # absolute: Papermill changes the working directory while it runs
+    report_dir = out_dir / report
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        probe = report_dir / f".write-test-{secrets.token_hex(4)}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ReportError(f"cannot write reports to {out_dir}: {exc.strerror or exc}", code=1) from None
+
+    started = dt.datetime.now(dt.UTC)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    staging = report_dir / f".tmp-{run_id}"
+    staging.mkdir()
+    executed = staging / "report.ipynb"
+    t0 = time.perf_counter()
+    status, error = "succeeded", None
+    log(f"running {report} ({run_id})")
+    try:
+        pm.execute_notebook(
+            str(notebook), str(executed), parameters=values, kernel_name="python3", cwd=str(staging),
+            progress_bar=progress, log_output=False, report_mode=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        status = "failed"
+        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel died, notebook unreadable, ...
+        status = "failed"
+        error = f"{type(exc).__name__}: {exc}"
+    duration = time.perf_counter() - t0
+
+    manifest = {
+        "report": report,
+        "run_id": run_id,
+        "status": status,
+        "error": error,
+        "parameters": full,
+        "data_fingerprint": fingerprint,
+        "data_period": period,
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(duration, 2),
+        "git_commit": _git_commit(),
+        "versions": _versions(),
+        "platform": platform.platform(),
+    }
+    results = {}
+    if executed.exists():
+        try:
+            results = collect_results(nbformat.read(str(executed), as_version=4))
+            export_html(executed, staging / "report.html", manifest)
+        except Exception as exc:  # keep the run debuggable even if export fails
+            if manifest["status"] == "succeeded":
+                manifest["status"], manifest["error"] = "failed", f"HTML export failed: {exc}"
+    status, error = manifest["status"], manifest["error"]
+    if salt is not None:
+        from ..data.privacy import pseudonymize_csv_files
+
+        manifest["pseudonymized"] = pseudonymize_csv_files(staging, salt)
+    _write_json(staging / "results.json", results)
+    _write_json(staging / "manifest.json", manifest)
+    final = report_dir / run_id
+    os.rename(staging, final)  # atomic publish
+    write_index(out_dir)
+    log(f"{report}: {status} in {duration:.1f}s -> {final / 'report.html'}")
+    return RunResult(report, run_id, status, final, duration, error, results)
