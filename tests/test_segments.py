@@ -1,6 +1,7 @@
 """Lifecycle stages, RFM, lookalikes, re-engagement timing and lead conversion: hand-built cases checked by
 hand, statistics against scipy/statsmodels, and recovery of the sample business's truth."""
 
+import itertools
 import math
 
 import numpy as np
@@ -105,6 +106,24 @@ def test_vip_is_the_top_share_of_buyers_in_the_window():
     # the alternative rule: at least N orders in the window
     stages = lc.customer_stages(customers, orders, D, lc.StageRules(vip_min_orders=2)).set_index("customer_id")
     assert (stages.loc[[f"c{i:02d}" for i in range(1, 21)], "stage"] == "vip").all()
+
+
+def test_spend_is_exact_whatever_the_order_of_the_rows():
+    # As floats, 0.1 + 0.2 + 0.3 and 0.3 + 0.2 + 0.1 differ in the last bit (0.6000000000000001 vs 0.6); the
+    # engine sums in whatever order its threads see the rows, so float sums rank equal spenders apart at random
+    # (the VIP boundary and RFM scores moved between runs on the sample). Spend is summed exactly (decimal).
+    spec = {"x": (300, [(30, 0.1), (20, 0.2), (10, 0.3), (5, 0.7)]), "y": (300, [(30, 1.3)])}
+    spec |= {f"c{i}": (300, [(30, 0.01), (10, 0.01 * i)]) for i in range(1, 9)}  # 10 buyers × 10%: 1 place
+    customers, orders = frames(spec)
+    seen = set()
+    for perm in itertools.permutations(range(4)):
+        rows = pd.concat([orders[orders.customer_id == "x"].iloc[list(perm)], orders[orders.customer_id != "x"]])
+        stages = lc.customer_stages(customers, rows, D).set_index("customer_id")
+        seen.add(stages.loc["x", "revenue_window"])
+        assert sorted(stages.index[stages.stage == "vip"]) == ["x", "y"]  # x and y tie at 1.3
+        rfm = lc.rfm_table(rows, D).set_index("customer_id")
+        assert rfm.loc["x", "m_score"] == rfm.loc["y", "m_score"]
+    assert seen == {1.3}
 
 
 def test_leads_without_a_customer_yet_are_leads():

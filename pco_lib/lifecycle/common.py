@@ -76,10 +76,14 @@ def _customers(customers, by: Sequence[str] = ()) -> ibis.Table:
 
 
 def _purchase_days(orders, as_of: dt.date) -> ibis.Table:
-    """Distinct (customer_id, day) with the day's orders and revenue, on or before ``as_of``."""
+    """Distinct (customer_id, day) with the day's orders and revenue, on or before ``as_of``.
+
+    Revenue is a decimal with 6 places, so sums over it are exact: the engine's parallel float sums would
+    differ in the last bits from run to run and move customers across rank boundaries (VIP, RFM scores).
+    Callers cast their per-customer sums to float."""
     o = _table(orders, "orders", ["customer_id", "ordered_at", "revenue"])
     o = o.select(customer_id=o.customer_id.cast("string"), day=_date(o.ordered_at),
-                 revenue=o.revenue.cast("float64"))
+                 revenue=o.revenue.cast("decimal(38, 6)"))
     o = o.filter(o.day <= ibis.literal(as_of))
     return o.group_by(["customer_id", "day"]).aggregate(orders=o.count(), revenue=o.revenue.sum())
 

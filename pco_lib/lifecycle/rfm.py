@@ -77,7 +77,7 @@ def rfm_expr(orders, as_of) -> ibis.Table:
     day = _day(as_of, "as_of")
     p = _purchase_days(orders, day)
     per = p.group_by("customer_id").aggregate(last_day=p.day.max(), frequency=p.orders.sum(),
-                                              monetary=p.revenue.sum())
+                                              monetary=p.revenue.sum().cast("float64"))
     per = per.mutate(recency_days=_days(ibis.literal(day), per.last_day), frequency=per.frequency.cast("int64"))
     n = per.customer_id.count().over(ibis.window())
     per = per.mutate(
@@ -129,11 +129,11 @@ def early_behaviour_expr(customers, orders, *, events=None, days: int = 30,
         raise SegmentError("days must be at least 1")
     c = _customers(customers, columns)
     o = _table(orders, "orders", ["customer_id", "ordered_at", "revenue"])
-    o = o.select(_oid=o.customer_id.cast("string"), _day=_date(o.ordered_at), _rev=o.revenue.cast("float64"))
+    o = o.select(_oid=o.customer_id.cast("string"), _day=_date(o.ordered_at), _rev=o.revenue.cast("decimal(38, 6)"))
     conv = c.select(_cid=c.customer_id, _c0=c._conv)
     j = o.join(conv, o._oid == conv._cid)
     j = j.filter((j._day >= j._c0) & (_days(j._day, j._c0) < days))
-    agg = {f"orders_{days}d": j.count(), f"revenue_{days}d": j._rev.sum()}
+    agg = {f"orders_{days}d": j.count(), f"revenue_{days}d": j._rev.sum().cast("float64")}
     first = j.group_by(j._oid).aggregate(**agg)
     out = c.left_join(first, c.customer_id == first._oid)
     values = {k: out[k].fill_null(0) for k in agg}

@@ -108,7 +108,8 @@ def stage_expr(customers, orders, as_of, rules: StageRules = StageRules(), *, le
     start = ibis.literal(day - dt.timedelta(days=rules.vip_window_days))
     per = p.group_by("customer_id").aggregate(
         n_orders=p.orders.sum(), first_day=p.day.min(), last_day=p.day.max(), purchase_days=p.count(),
-        orders_window=p.orders.sum(where=p.day > start), revenue_window=p.revenue.sum(where=p.day > start))
+        orders_window=p.orders.sum(where=p.day > start),
+        revenue_window=p.revenue.sum(where=p.day > start).cast("float64"))
     per = per.rename(cid="customer_id")
     j = c.left_join(per, c.customer_id == per.cid)
     n_orders = j.n_orders.fill_null(0).cast("int64")
