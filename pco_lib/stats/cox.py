@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .survival import SurvivalError, check_columns, check_lifetimes
+from .survival import SurvivalError, _arrays, check_columns, check_lifetimes
 
 
 def design_matrix(counts: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, dict[str, list[str]],
@@ -287,7 +287,8 @@ def _overall_km(counts: pd.DataFrame):
     (the cox.zph 'km' transform)."""
     from lifelines import KaplanMeierFitter
 
-    kmf = KaplanMeierFitter().fit(counts["days"], counts["churned"], weights=counts["n"])
+    days, churned, n = _arrays(counts)
+    kmf = KaplanMeierFitter().fit(days, churned, weights=n)
     sf = kmf.survival_function_.iloc[:, 0]
     return lambda times: sf.asof(np.nextafter(np.asarray(times, float), -np.inf)).fillna(1.0).to_numpy()
 

@@ -70,6 +70,12 @@ def merge_small_segments(counts: pd.DataFrame, column: str, min_customers: int =
     return out.reset_index(drop=True), note
 
 
+def _arrays(counts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """days, churned and n as positional arrays: lifelines looks weights given as a Series up by label after
+    renumbering the other inputs, so a frame with any other index (a concat, a filter) got wrong weights."""
+    return counts["days"].to_numpy(), counts["churned"].to_numpy(), counts["n"].to_numpy()
+
+
 def _groups(counts: pd.DataFrame, segment: str | None):
     if not segment:
         return [("all", counts)]
@@ -146,8 +152,8 @@ def kaplan_meier(counts: pd.DataFrame, segment: str | None = None, alpha: float 
     fitters = {}
     for name, part in _groups(counts, segment):
         part = part[part["n"] > 0]
-        fitters[name] = KaplanMeierFitter(label=name, alpha=alpha).fit(part["days"], part["churned"],
-                                                                        weights=part["n"])
+        days, churned, n = _arrays(part)
+        fitters[name] = KaplanMeierFitter(label=name, alpha=alpha).fit(days, churned, weights=n)
     return SurvivalCurves(fitters, segment, alpha)
 
 
@@ -163,13 +169,13 @@ def logrank_tests(counts: pd.DataFrame, segment: str, correction: str = "holm") 
     groups = _groups(counts, segment)
     if len(groups) < 2:
         raise SurvivalError(f"log-rank tests need at least two {segment} groups")
-    overall = multivariate_logrank_test(counts["days"], counts[segment].astype(str), counts["churned"],
-                                        weights=counts["n"])
+    days, churned, n = _arrays(counts)
+    overall = multivariate_logrank_test(days, counts[segment].astype(str).to_numpy(), churned, weights=n)
     rows = [{"comparison": "all groups", "group_a": "", "group_b": "", "statistic": float(overall.test_statistic),
              "df": len(groups) - 1, "p_value": float(overall.p_value)}]
     for (a, pa_), (b, pb) in combinations(groups, 2):
-        r = logrank_test(pa_["days"], pb["days"], pa_["churned"], pb["churned"], weights_A=pa_["n"],
-                         weights_B=pb["n"])
+        (da, ea, wa), (db, eb, wb) = _arrays(pa_), _arrays(pb)
+        r = logrank_test(da, db, ea, eb, weights_A=wa, weights_B=wb)
         rows.append({"comparison": f"{a} vs {b}", "group_a": a, "group_b": b,
                      "statistic": float(r.test_statistic), "df": 1, "p_value": float(r.p_value)})
     out = pd.DataFrame(rows)
