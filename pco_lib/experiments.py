@@ -39,6 +39,7 @@ from .stats.inference import (
 )
 from .stats.survival import logrank_tests
 
+DEFAULT_MIN_EFFECT = 0.05  # smallest relative lift of the primary metric worth shipping
 ASSIGNMENT_WEEK = "assignment_week"  # segment value of summarize_experiment: the week customers were assigned
 METRICS = {
     "repeat": "proportion",  # at least one order after assignment within the window
@@ -203,9 +204,11 @@ def _ratio_arm(row) -> dict:
 def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], experiment_id: str = "",
             window_days: int = 30, alpha: float = 0.05, correction: str = "holm",
             primary: str | None = None, guardrails: dict[str, float] | None = None,
-            prior_sd: float = 0.3, sequential: bool = False, use_cuped: bool = False) -> Readout:
-    """Effects of every treatment arm against the control on each metric, adjusted p-values, Bayesian
-    chance to beat control, guardrail (non-inferiority) tests, SRM check and verdict.
+            prior_sd: float = 0.0, sequential: bool = False, use_cuped: bool = False,
+            min_effect: float = DEFAULT_MIN_EFFECT, assignment_days: float = float("nan")) -> Readout:
+    """Effects of every treatment arm against the control on each metric, adjusted p-values (absolute and
+    relative), Bayesian chance to beat control, guardrail (non-inferiority) tests, SRM check and verdict
+    (see :func:`_verdict` for the decision table).
 
     ``arms`` is :func:`summarize_experiment`'s frame; ``weights`` :func:`planned_weights`'; ``guardrails``
     maps a metric to its relative non-inferiority margin (0.05 = may not get more than 5% worse).
@@ -213,6 +216,9 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     variance reduction achieved is in the ``variance_reduction`` column.
     ``sequential``: the experiment is read while running, so significance comes from the always-valid
     intervals (``seq_ci_low``/``seq_ci_high``) instead of the fixed-sample p-values.
+    ``prior_sd``: the normal prior of the Bayesian view on the relative lift, 0 for GrowthBook's flat prior.
+    ``min_effect``: the smallest relative lift of the primary metric worth shipping; ``assignment_days``: how
+    long assignment has run (for the days a "keep running" needs).
     """
     guardrails = guardrails or {}
     metrics = list(dict.fromkeys(list(metrics) + list(guardrails)))
@@ -246,15 +252,35 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
             rows.append(row)
     effects = pd.DataFrame(rows)
     effects["p_value_adjusted"] = adjust_p_values(effects.p_value.tolist(), correction)
+    effects["relative_p_value_adjusted"] = adjust_p_values(effects.relative_p_value.tolist(), correction)
     srm = sample_ratio_check(dict(zip(arms.variant, arms.assigned)), dict(zip(weights.variant, weights.weight)))
-    verdict, reasons = _verdict(effects, srm, alpha, primary or metrics[0], sequential)
+    counted = {v: int(by_variant.loc[control, "n"] + by_variant.loc[v, "n"]) for v in planned - {control}}
+    verdict, reasons = _verdict(effects, srm, alpha, primary or metrics[0], sequential, min_effect, counted,
+                                assignment_days / arms.assigned.sum(), window_days)
     return Readout(experiment_id, window_days, alpha, correction, control,
                    arms[["variant", "assigned", "n"]].copy(), effects, srm, verdict, reasons)
 
 
-def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str,
-             sequential: bool = False) -> tuple[str, tuple[str, ...]]:
-    """ship / do not ship / keep running / do not trust, with one sentence per reason."""
+VERDICTS = ("ship", "trade-off", "keep running", "stop", "do not ship", "do not trust")
+
+
+def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str, sequential: bool = False,
+             min_effect: float = DEFAULT_MIN_EFFECT, counted: dict[str, int] | None = None,
+             days_per_customer: float = float("nan"), window_days: int = 30) -> tuple[str, tuple[str, ...]]:
+    """The verdict and one sentence per reason, by the first rule that applies (the methodology section of
+    the ab_test report shows the same table):
+
+    1. the arm sizes do not match the plan (SRM) → **do not trust**;
+    2. the primary metric is significantly worse (adjusted) → **do not ship**;
+    3. a guardrail's interval lies wholly on the harmful side: with a significant gain on the primary metric →
+       **trade-off** (the gain and the harm with their intervals; a person decides), without → **do not ship**;
+    4. a significant gain, but a guardrail's non-inferiority is not shown yet → **keep running**;
+    5. a significant gain and every guardrail non-inferior → **ship**;
+    6. no detectable effect: the minimum detectable effect (80% power) is still above ``min_effect`` (relative)
+       → **keep running**, with the customers and days needed (MDE ∝ 1/√n, so n·((MDE/min_effect)² − 1) more
+       of the ``counted`` customers of control and arm, at ``days_per_customer`` days of assignment each);
+       otherwise → **stop**: any effect left is smaller than is worth shipping.
+    """
     if srm.mismatch:
         return "do not trust", (f"The arm sizes do not match the planned split (SRM p = {srm.p_value:.2g}): "
                                 "assignment or logging is broken, so the effects below are not reliable.",)
@@ -265,20 +291,54 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
         wins = main[(main.p_value_adjusted < alpha) & (main.effect > 0)]
         losses = main[(main.p_value_adjusted < alpha) & (main.effect < 0)]
     if len(losses):
-        return "do not ship", tuple(f"{r.variant} lowers {primary} by {abs(r.effect):.3g} (adjusted p = "
+        return "do not ship", tuple(f"{r.variant} lowers {_name(primary)} by {abs(r.relative):.1%} (adjusted p = "
                                     f"{r.p_value_adjusted:.2g})." for r in losses.itertuples())
     guards = effects[effects.guardrail_p_value.notna()]
-    failed = guards[guards.guardrail_p_value >= alpha]
-    if len(wins) and len(failed):
+    harmed = guards[(guards.seq_ci_high if sequential else guards.ci_high) < 0]
+    if len(harmed):
+        gains = [f"{r.variant} raises {_name(primary)} by {r.relative:+.1%} ({_relative_interval(r)})"
+                 for r in wins.itertuples()]
+        harms = [f"{_name(r.metric)} gets worse by {r.relative:+.1%} ({_relative_interval(r)})"
+                 for r in harmed.itertuples()]
+        if gains:
+            return "trade-off", (f"{'; '.join(gains)}, but {'; '.join(harms)}. Decide whether the gain is worth "
+                                 "the harm; the data cannot decide it.",)
+        return "do not ship", (f"{'; '.join(harms).capitalize()}, with no gain on {_name(primary)} to weigh "
+                               "against it.",)
+    unproven = guards[guards.guardrail_p_value >= alpha]
+    if len(wins) and len(unproven):
         return "keep running", tuple(
-            f"{r.variant} improves {primary}, but it cannot yet be ruled out that {r.metric} gets more than "
-            f"{r.guardrail_margin:.0%} worse (guardrail p = {r.guardrail_p_value:.2g})." for r in failed.itertuples())
+            f"{r.variant} improves {_name(primary)}, but it cannot yet be ruled out that {_name(r.metric)} gets more "
+            f"than {r.guardrail_margin:.0%} worse (guardrail p = {r.guardrail_p_value:.2g})."
+            for r in unproven.itertuples())
     if len(wins):
-        return "ship", tuple(f"{r.variant} raises {primary} by {r.effect:.3g} ({r.relative:+.1%}; adjusted p = "
-                             f"{r.p_value_adjusted:.2g})." for r in wins.itertuples())
-    return "keep running", tuple(
-        f"No detectable effect of {r.variant} on {primary} yet: with this many customers only effects larger than "
-        f"±{r.mde:.3g} would be found reliably." for r in main.itertuples())
+        return "ship", tuple(f"{r.variant} raises {_name(primary)} by {r.effect:.3g} ({r.relative:+.1%}; adjusted "
+                             f"p = {r.p_value_adjusted:.2g})." for r in wins.itertuples())
+    reasons, done = [], True
+    for r in main.itertuples():
+        mde = r.mde / abs(r.control_mean) if r.control_mean else float("nan")
+        if not mde > min_effect:
+            reasons.append(f"No detectable effect of {r.variant} on {_name(primary)}: this many customers would "
+                           f"have found a change of ±{mde:.1%}, so any effect left is smaller than the "
+                           f"{min_effect:.0%} worth shipping.")
+            continue
+        done = False
+        n = (counted or {}).get(r.variant, 0)
+        more = int(np.ceil(n * ((mde / min_effect) ** 2 - 1))) if n else None
+        when = (f" — about {days_per_customer * more:,.0f} more days of assignment at the current rate, plus the "
+                f"{window_days}-day window" if more and np.isfinite(days_per_customer) else "")
+        needed = f"about {more:,} more customers{when}" if more else "more customers"
+        reasons.append(f"No detectable effect of {r.variant} on {_name(primary)} yet: only changes larger than "
+                       f"±{mde:.1%} would be found reliably; to detect {min_effect:.0%} it needs {needed}.")
+    return ("stop" if done else "keep running"), tuple(reasons)
+
+
+def _relative_interval(r) -> str:
+    return f"{r.relative_ci_low:+.1%} to {r.relative_ci_high:+.1%}"
+
+
+def _name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
 
 
 def segment_effects(by_segment: pd.DataFrame, weights: pd.DataFrame, metric: str, alpha: float = 0.05,
@@ -383,14 +443,30 @@ def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> li
 
 def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,
                     alpha: float = 0.05, correction: str = "holm", guardrails: dict[str, float] | None = None,
-                    prior_sd: float = 0.3, sequential: bool = False, use_cuped: bool = False) -> Readout:
+                    prior_sd: float = 0.0, sequential: bool = False, use_cuped: bool = False,
+                    min_effect: float = DEFAULT_MIN_EFFECT) -> Readout:
     """Summarize in the engine and analyze: the one call a notebook makes."""
     arms = summarize_experiment(source, experiment_id, window_days)
     weights = planned_weights(source, experiment_id)
+    first, last = assignment_period(source, experiment_id)
     return analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,
-                   guardrails=guardrails, prior_sd=prior_sd, sequential=sequential, use_cuped=use_cuped)
+                   guardrails=guardrails, prior_sd=prior_sd, sequential=sequential, use_cuped=use_cuped,
+                   min_effect=min_effect, assignment_days=max((last - first) / pd.Timedelta(days=1), 1.0))
 
 
+def assignment_period(source: DataSource, experiment_id: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and the last assignment of an experiment (naive UTC)."""
+    a = source.table("assignments")
+    a = a.filter(a.experiment_id == experiment_id)
+    first, last = (pd.Timestamp(v) for v in a.aggregate(f=a.assigned_at.min(), l=a.assigned_at.max())
+                   .to_pandas().iloc[0])
+    return first, last
+
+
+METRIC_NAMES = {  # in a sentence
+    "repeat": "repeat purchase", "retained": "retention", "revenue": "revenue per customer",
+    "orders": "orders per customer", "revenue_per_order": "revenue per order",
+}
 METRIC_LABELS = {
     "repeat": "Repeat purchase within {w} days",
     "retained": "Retained at day {w} (active in its last week)",
@@ -412,7 +488,8 @@ def _fmt(metric: str, value: float, signed: bool = False) -> str:
 
 def summary_points(readout: Readout) -> list[str]:
     """The verdict and one plain sentence per metric (effect and interval)."""
-    verdicts = {"ship": "✅ **Ship**", "do not ship": "⛔ **Do not ship**", "keep running": "⏳ **Keep running**",
+    verdicts = {"ship": "✅ **Ship**", "trade-off": "⚖️ **Trade-off: decide**", "keep running": "⏳ **Keep running**",
+                "stop": "⏹️ **Stop: no effect of practical size**", "do not ship": "⛔ **Do not ship**",
                 "do not trust": "⚠️ **Do not trust this result**"}
     points = [f"{verdicts[readout.verdict]}: " + " ".join(readout.reasons)]
     level = f"{1 - readout.alpha:.0%}"
@@ -431,8 +508,9 @@ def summary_points(readout: Readout) -> list[str]:
 
 def headlines(readout: Readout, churn: list[ChurnEffect] | None = None) -> tuple[list[tuple], dict]:
     """Headline cards ``(results.json key, value, label[, format])`` and the further results.json values:
-    ``verdict``, ``srm_p_value``, ``metrics.{metric}.{arm}.{effect, ci_low, ci_high, p_value,
-    p_value_adjusted, chance_to_beat_control}`` and ``churn.{arm}.{hazard_ratio, ci_low, ci_high, p_value,
+    ``verdict``, ``verdict_reasons``, ``srm_p_value``, ``metrics.{metric}.{arm}.{effect, ci_low, ci_high, p_value,
+    p_value_adjusted, relative, relative_ci_low, relative_ci_high, relative_p_value, relative_p_value_adjusted,
+    chance_to_beat_control, expected_loss}`` and ``churn.{arm}.{hazard_ratio, ci_low, ci_high, p_value,
     logrank_p_value}``."""
     primary = readout.effects.iloc[0]
     cards = [
@@ -442,9 +520,11 @@ def headlines(readout: Readout, churn: list[ChurnEffect] | None = None) -> tuple
         ("headline.customers", int(readout.arms.n.sum()), "Customers counted"),
         ("headline.srm_p_value", readout.srm.p_value, "Sample ratio p-value", ".2g"),
     ]
-    hidden = {"verdict": readout.verdict, "srm_p_value": readout.srm.p_value}
+    hidden = {"verdict": readout.verdict, "verdict_reasons": list(readout.reasons), "srm_p_value": readout.srm.p_value}
     for r in readout.effects.itertuples():
-        for key in ("effect", "ci_low", "ci_high", "p_value", "p_value_adjusted", "chance_to_beat_control"):
+        for key in ("effect", "ci_low", "ci_high", "p_value", "p_value_adjusted", "relative", "relative_ci_low",
+                    "relative_ci_high", "relative_p_value", "relative_p_value_adjusted", "chance_to_beat_control",
+                    "expected_loss"):
             hidden[f"metrics.{r.metric}.{r.variant}.{key}"] = getattr(r, key)
     for c in churn or []:
         for key in ("hazard_ratio", "ci_low", "ci_high", "p_value", "logrank_p_value"):

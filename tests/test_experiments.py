@@ -91,6 +91,54 @@ def test_matches_gbstats_published_examples():
     assert sequential_interval(sp.relative, sp.relative_se, 6461) == pytest.approx((0.40098, 0.60675), abs=5e-6)
 
 
+# gbstats 0.8.0 (pip install gbstats), computed with its own classes — RegressionAdjustedStatistic with
+# compute_theta, RatioStatistic, TwoSidedTTest (relative and absolute), EffectBayesianABTest (default: flat prior;
+# and GaussianPrior(0, 0.09, proper=True)) — on the vectors below, printed to 6+ digits.
+def test_cuped_relative_lift_as_gbstats():
+    # control n=3001, Σy=300, Σy²=600, Σx=210, Σx²=415, Σxy=−20; treatment n=3000, 222, 555, 120, 405, −10
+    c = {"n": 3001, "y_sum": 300.0, "y_sumsq": 600.0, "x_sum": 210.0, "x_sumsq": 415.0, "xy_sum": -20.0}
+    t = {"n": 3000, "y_sum": 222.0, "y_sumsq": 555.0, "x_sum": 120.0, "x_sumsq": 405.0, "xy_sum": -10.0}
+    adj_c, adj_t, _ = cuped(c, t)
+    e = welch(adj_c, adj_t)
+    # θ = −0.0732119 (gbstats compute_theta); relative −0.281707 = adjusted difference / raw control mean
+    assert (e.relative, e.relative_se) == pytest.approx((-0.2817071538, 0.0971154203), rel=1e-8)
+    assert (e.relative_ci_low, e.relative_ci_high) == pytest.approx((-0.4720883154, -0.0913259923), rel=1e-8)
+    assert e.relative_p_value == pytest.approx(0.0037362968, rel=1e-6)
+    assert (e.effect, e.se, e.p_value) == pytest.approx((-0.0281613283, 0.0110759829, 0.0110293686), rel=1e-8)
+
+
+def test_relative_p_value_matches_the_relative_interval():
+    # gbstats' V1 (above): the absolute test says p = 0.020, the relative interval contains 0 and its own
+    # p-value is 0.06191 — the one shown beside the relative interval
+    e = welch(ArmStats(3407, 1396.87, 52377.9767), ArmStats(3461, 2422.7, 134698.29))
+    assert e.p_value == pytest.approx(0.0201584026, rel=1e-8)
+    assert e.relative_p_value == pytest.approx(0.0619118275, rel=1e-8)
+    assert e.relative_ci_low < 0 < e.relative_ci_high
+
+
+def test_ratio_metric_is_a_welch_t_test_as_gbstats():
+    c = {"n": 110, "x_sum": 7767.295, "x_sumsq": 816663.7004, "y_sum": 267, "y_sumsq": 789, "xy_sum": 23429.5797}
+    t = {"n": 130, "x_sum": 10108.4896, "x_sumsq": 1088797.422, "y_sum": 301, "y_sumsq": 845,
+         "xy_sum": 28076.8371}
+    e = ratio_effect(c, t)
+    assert e.df == pytest.approx(236.5348110443, rel=1e-8)  # Welch–Satterthwaite, not z
+    assert (e.effect, e.se, e.ci_low, e.ci_high, e.p_value) == pytest.approx(
+        (4.4920294175, 1.8576590069, 0.8323596318, 8.1516992033, 0.0163578480), rel=1e-8)
+    assert (e.relative, e.relative_se, e.relative_ci_low, e.relative_ci_high, e.relative_p_value) == pytest.approx(
+        (0.1544130684, 0.0689358834, 0.0186063522, 0.2902197847, 0.0260236690), rel=1e-7)
+
+
+def test_chance_to_beat_control_as_gbstats():
+    small = welch(ArmStats(3407, 1396.87, 52377.9767), ArmStats(3461, 1500.7, 60698.29))
+    assert bayesian_lift(small.relative, small.relative_se) == pytest.approx((0.5932608693, 0.0712523303), rel=1e-8)
+    assert bayesian_lift(small.relative, small.relative_se, prior_sd=0.3) == pytest.approx(
+        (0.5726183899, 0.0594537148), rel=1e-8)
+    v1 = welch(ArmStats(3407, 1396.87, 52377.9767), ArmStats(3461, 2422.7, 134698.29))
+    assert bayesian_lift(v1.relative, v1.relative_se) == pytest.approx((0.9690691085, 0.0045567670), rel=1e-8)
+    with pytest.raises(ValueError, match="prior_sd"):
+        bayesian_lift(0.1, 0.05, prior_sd=-1)
+
+
 def test_relative_lift_interval_by_the_delta_method():
     # Var(μt/μc − 1) ≈ σ²t/(nt μc²) + μt² σ²c/(nc μc⁴), computed by hand
     c, t = ArmStats(500, 5000.0, 5000.0 * 10 + 499 * 4.0), ArmStats(400, 4400.0, 4400.0 * 11 + 399 * 9.0)
@@ -138,6 +186,13 @@ def test_corrections_match_statsmodels():
     assert adjust_p_values(p, "none") == p
     with pytest.raises(ValueError, match="correction must be one of"):
         adjust_p_values(p, "bonferonni")
+    rng = np.random.default_rng(8)
+    for m in (1, 2, 7, 40):
+        q = np.round(rng.random(m) ** 2, 3)  # rounded: ties included
+        for ours, theirs in (("holm", "holm"), ("bh", "fdr_bh")):
+            assert adjust_p_values(q.tolist(), ours) == pytest.approx(multipletests(q, method=theirs)[1], rel=1e-12)
+    with_nan = adjust_p_values([0.01, float("nan"), 0.04], "holm")  # a test that could not be computed
+    assert np.isnan(with_nan[1]) and with_nan[::2] == pytest.approx(multipletests([0.01, 0.04], method="holm")[1])
 
 
 def test_aa_calibration_false_positive_rate_and_coverage():
@@ -300,15 +355,68 @@ def test_sample_size_matches_statsmodels_power():
     assert n == int(np.ceil(expected))
 
 
-def test_a_failing_guardrail_holds_back_a_win():
-    arms = _arms(5000, 5000, 0.40, 0.44)
-    arms.loc[1, "revenue_sum"] = 9.0 * 5000  # revenue per customer 10 -> 9, sd ~7: clearly worse than -5%
-    arms.loc[1, "revenue_sumsq"] = (49 + 81) * 5000.0
-    r = analyze(arms, WEIGHTS, ["repeat"], guardrails={"revenue": 0.05})
-    assert r.verdict == "keep running" and "revenue" in r.reasons[0]
-    fine = analyze(_arms(5000, 5000, 0.40, 0.44), WEIGHTS, ["repeat"], guardrails={"revenue": 0.05})
-    assert fine.verdict == "ship"
-    assert fine.effects.set_index("metric").loc["revenue", "guardrail_p_value"] < 0.05
+def _guarded(revenue_mean: float, revenue_sd: float = 7.0, n: int = 5000, p_t: float = 0.44) -> pd.DataFrame:
+    """Arms whose treatment has repeat rate ``p_t`` (control 0.40) and revenue per customer ``revenue_mean``
+    (control 10, sd 7 in both arms)."""
+    arms = _arms(n, n, 0.40, p_t)
+    arms.loc[1, "revenue_sum"] = revenue_mean * n
+    arms.loc[1, "revenue_sumsq"] = (revenue_sd**2 + revenue_mean**2) * n
+    arms.loc[0, "revenue_sumsq"] = (revenue_sd**2 + 10.0**2) * n
+    return arms
+
+
+def test_the_verdict_follows_its_decision_table_case_by_case():
+    """Each row of the table in experiments._verdict (and the report's methodology), in its order."""
+    guard = {"revenue": 0.05}
+    srm = analyze(_arms(5400, 4600, 0.40, 0.44), WEIGHTS, ["repeat"], guardrails=guard)
+    assert srm.verdict == "do not trust" and "SRM" in srm.reasons[0]  # 1. SRM first, whatever else
+    worse = analyze(_guarded(9.0, p_t=0.36), WEIGHTS, ["repeat"], guardrails=guard)
+    assert worse.verdict == "do not ship" and "lowers repeat purchase" in worse.reasons[0]  # 2. primary worse
+    # 3. a clearly harmed guardrail (10 → 9, −10%, interval wholly below 0) next to a win: a trade-off that
+    # names the gain and the harm with their intervals; never "ship", never "keep running"
+    trade = analyze(_guarded(9.0), WEIGHTS, ["repeat"], guardrails=guard)
+    assert trade.verdict == "trade-off"
+    assert "raises repeat purchase by +10.0%" in trade.reasons[0] and "revenue per customer gets worse by -10.0%" \
+        in trade.reasons[0] and trade.reasons[0].count(" to ") == 2
+    harm_only = analyze(_guarded(9.0, p_t=0.40), WEIGHTS, ["repeat"], guardrails=guard)
+    assert harm_only.verdict == "do not ship" and "no gain" in harm_only.reasons[0]
+    # 4. not shown harmed, not shown within the margin either (−3%, 95% interval about −11% to +5%): keep running
+    unsure = analyze(_guarded(9.7, revenue_sd=20.0), WEIGHTS, ["repeat"], guardrails=guard)
+    assert unsure.verdict == "keep running" and "cannot yet be ruled out" in unsure.reasons[0]
+    ship = analyze(_guarded(10.0), WEIGHTS, ["repeat"], guardrails=guard)  # 5. win, guardrail non-inferior
+    assert ship.verdict == "ship" and ship.effects.set_index("metric").loc["revenue", "guardrail_p_value"] < 0.05
+    # 6. nothing detectable: keep running with the customers and days still needed, or stop once the minimum
+    # detectable effect is below min_effect. With 10,000 per arm at 40% the MDE is 2.8·√(2·0.24/10,000) =
+    # ±1.94 points = ±4.9% (relative): 5% → stop; 1% needs (4.9/1)² − 1 ≈ 23 times the 20,000 customers so far,
+    # at 100/20,000 days each
+    flat = _arms(10_000, 10_000, 0.40, 0.40)
+    stop = analyze(flat, WEIGHTS, ["repeat"], min_effect=0.05, assignment_days=100)
+    assert stop.verdict == "stop" and "smaller than the 5%" in stop.reasons[0]
+    mde = stop.effects.mde.iloc[0] / 0.40
+    assert mde == pytest.approx(0.0485, abs=5e-4)
+    more = int(np.ceil(20_000 * ((mde / 0.01) ** 2 - 1)))
+    wait = analyze(flat, WEIGHTS, ["repeat"], min_effect=0.01, assignment_days=100)
+    assert wait.verdict == "keep running"
+    assert f"about {more:,} more customers" in wait.reasons[0]
+    assert f"about {more * 100 / 20_000:,.0f} more days" in wait.reasons[0]
+
+
+def test_aa_experiments_with_a_guardrail_rarely_read_ship_or_trade_off():
+    """Verdict-level calibration: 2,000 simulated A/A experiments (repeat primary, revenue per customer as a
+    guardrail, Holm over both) read "ship" or "trade-off" at most at the nominal two-sided rate α (one tail is
+    α/2, plus 3 binomial SE)."""
+    rng = np.random.default_rng(15)
+    sims, n, alpha, wrong = 2000, 2000, 0.05, 0
+    for _ in range(sims):
+        rows = []
+        for v in ("control", "treatment"):
+            rep = rng.random(n) < 0.4
+            rev = rep * rng.gamma(2.0, 15.0, n)
+            rows.append({"variant": v, "assigned": n, "n": n, "repeat_sum": rep.sum(), "repeat_sumsq": rep.sum(),
+                         "revenue_sum": rev.sum(), "revenue_sumsq": (rev**2).sum()})
+        r = analyze(pd.DataFrame(rows), WEIGHTS, ["repeat"], alpha=alpha, guardrails={"revenue": 0.05})
+        wrong += r.verdict in ("ship", "trade-off")
+    assert wrong / sims <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / sims)
 
 
 def test_sequential_intervals_keep_their_error_rate_under_continuous_peeking():

@@ -21,7 +21,8 @@ NON_DEFAULT = {
                          "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
     "ab_test": {"experiment_id": "checkout_copy", "metrics": ["retained", "revenue", "repeat"], "window_days": 14,
                 "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1,
-                "sequential": True, "cuped": False, "segments": ["country"], "min_cell_size": 5},
+                "sequential": True, "cuped": False, "min_effect": 0.1, "prior_sd": 0.3, "segments": ["country"],
+                "min_cell_size": 5},
     "churn_survival": {"churn_definition": "non_contractual", "inactivity_days": 60, "activity": "order",
                        "segment": "channel", "covariates": ["channel", "device"], "horizon_days": 180, "risk_days": 14,
                        "risk_csv": "risk.csv", "alpha": 0.1, "correction": "bh", "min_segment_size": 20,
@@ -39,9 +40,10 @@ EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
                       "validation_warnings"},
     "cohort_retention": {"retention", "change"},
-    "ab_test": {"verdict", "srm_p_value", "metrics", "churn"},
+    "ab_test": {"verdict", "verdict_reasons", "srm_p_value", "metrics", "churn"},
     "churn_survival": {"customers", "median_lifetime", "survival", "hazard_ratios", "rmst"},
-    "clv": {"mean_clv", "total_clv", "top20_share", "parameters", "log_likelihood", "holdout", "contractual"},
+    "clv": {"mean_clv", "total_clv", "top20_share", "parameters", "log_likelihood", "holdout", "validation",
+            "contractual"},
     "lifecycle_segments": {"stage", "stage_counts", "rfm_segments", "contact_days", "lead_conversion",
                            "lookalike_auc"},
     "customer_feedback": {"nps", "nps_by_segment", "csat", "churn_hazard_ratio", "detractor_hazard_ratio"},
@@ -102,10 +104,13 @@ def test_ab_test_results_have_every_metric_and_arm(tiny_sample, tmp_path):
     metrics = result.results["metrics"]
     assert set(metrics) == {"retained", "revenue", "repeat", "orders"}  # orders is a guardrail
     for metric in metrics.values():
-        assert set(metric["treatment"]) == {"effect", "ci_low", "ci_high", "p_value", "p_value_adjusted",
-                                            "chance_to_beat_control"}
-        assert metric["treatment"]["ci_low"] <= metric["treatment"]["effect"] <= metric["treatment"]["ci_high"]
-    assert result.results["verdict"] in {"ship", "do not ship", "keep running", "do not trust"}
+        assert set(metric["treatment"]) == {"effect", "ci_low", "ci_high", "p_value", "p_value_adjusted", "relative",
+                                            "relative_ci_low", "relative_ci_high", "relative_p_value",
+                                            "relative_p_value_adjusted", "chance_to_beat_control", "expected_loss"}
+        t = metric["treatment"]
+        assert t["ci_low"] <= t["effect"] <= t["ci_high"]
+        assert t["relative_ci_low"] <= t["relative"] <= t["relative_ci_high"]
+    assert result.results["verdict"] in {"ship", "trade-off", "keep running", "stop", "do not ship", "do not trust"}
 
 
 @pytest.mark.slow

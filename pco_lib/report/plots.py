@@ -104,14 +104,18 @@ def change_plot(fitted: pd.DataFrame, change_date, change_name: str, days: int):
     return fig
 
 
-def forest(effects: pd.DataFrame, labels: dict[str, str] | None = None, title: str = "Relative lift vs control"):
+def forest(effects: pd.DataFrame, labels: dict[str, str] | None = None, title: str = "Relative lift vs control",
+           alpha: float = 0.05):
     """Relative lifts with their intervals, one row per metric (and arm); a line at no effect."""
     rows = effects.reset_index(drop=True)
     names = [f"{(labels or {}).get(r.metric, r.metric)}" + (f" ({r.variant})" if rows.variant.nunique() > 1 else "")
              for r in rows.itertuples()]
     fig, ax = plt.subplots(figsize=(9, 0.8 + 0.55 * len(rows)))
     y = list(range(len(rows)))[::-1]
-    significant = rows.p_value_adjusted < 0.05 if "p_value_adjusted" in rows else rows.p_value < 0.05
+    # significance on the scale drawn: the relative lift's own test
+    p = next(rows[c] for c in ("relative_p_value_adjusted", "relative_p_value", "p_value_adjusted", "p_value")
+             if c in rows)
+    significant = p < alpha
     colors = [PALETTE[0] if s else PALETTE[5] for s in significant]
     for yi, color, r in zip(y, colors, rows.itertuples()):
         ax.errorbar([r.relative], [yi], xerr=[[r.relative - r.relative_ci_low], [r.relative_ci_high - r.relative]],

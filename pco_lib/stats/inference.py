@@ -71,6 +71,7 @@ class Effect:
     df: float
     mde: float  # smallest absolute effect detectable with 80% power at this sample size
     relative_se: float = float("nan")
+    relative_p_value: float = float("nan")  # two-sided test of the relative lift, on the scale of its interval
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -78,7 +79,9 @@ class Effect:
 
 def welch(control: ArmStats | Moments, treatment: ArmStats | Moments, alpha: float = 0.05, metric: str = "",
           variant: str = "treatment") -> Effect:
-    """Welch's t-test on the difference of means, and the delta-method interval of the relative lift."""
+    """Welch's t-test on the difference of means, and the delta-method interval and t-test of the relative
+    lift Δ/ū_c (ū the unadjusted means, as gbstats: with CUPED the adjusted difference is divided by the raw
+    control mean): Var ≈ σ²_t/(n_t ū²_c) + ū²_t σ²_c/(n_c ū⁴_c), on the same degrees of freedom."""
     for arm, name in ((control, "control"), (treatment, variant)):
         if arm.n < 2:
             raise InferenceError(f"{metric}: the {name} arm has {arm.n} customers; at least 2 are needed")
@@ -92,15 +95,20 @@ def welch(control: ArmStats | Moments, treatment: ArmStats | Moments, alpha: flo
     t = stats.t.ppf(1 - alpha / 2, df)
     p = 2 * stats.t.sf(abs(diff / se), df)
     mc, mt = control.mean, treatment.mean
-    if mc != 0:
-        rel = mt / mc - 1
-        rel_se = np.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
-        rel_ci = (rel - t * rel_se, rel + t * rel_se)
-    else:
-        rel, rel_ci = np.nan, (np.nan, np.nan)
+    uc, ut = _unadjusted(control), _unadjusted(treatment)
+    rel, rel_se, rel_p = np.nan, np.nan, np.nan
+    if uc != 0:  # as gbstats: (adjusted) difference over the control's unadjusted mean
+        rel = diff / uc
+        rel_se = np.sqrt(vt / uc**2 + ut**2 * vc / uc**4)
+        rel_p = 2 * stats.t.sf(abs(rel / rel_se), df) if rel_se > 0 else np.nan
     mde = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)) * se
-    return Effect(metric, variant, mc, mt, diff, diff - t * se, diff + t * se, rel, *rel_ci, float(p),
-                  float(se), float(df), float(mde), float(rel_se) if mc != 0 else float("nan"))
+    return Effect(metric, variant, mc, mt, diff, diff - t * se, diff + t * se, rel, rel - t * rel_se,
+                  rel + t * rel_se, float(p), float(se), float(df), float(mde), float(rel_se), float(rel_p))
+
+
+def _unadjusted(arm: ArmStats | Moments) -> float:
+    """The arm's mean before any CUPED adjustment (what a relative lift is relative to)."""
+    return arm.mean if getattr(arm, "unadjusted_mean", None) is None else arm.unadjusted_mean
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class Moments:
     n: int
     mean: float
     var: float
+    unadjusted_mean: float | None = None  # the raw mean, when ``mean`` is CUPED-adjusted
 
 
 def cuped(control: dict, treatment: dict) -> tuple[Moments, Moments, float]:
@@ -131,7 +140,7 @@ def cuped(control: dict, treatment: dict) -> tuple[Moments, Moments, float]:
         vx = (arm["x_sumsq"] - k * ax**2) / (k - 1)
         vy = (arm["y_sumsq"] - k * ay**2) / (k - 1)
         cxy = (arm["xy_sum"] - k * ax * ay) / (k - 1)
-        adjusted.append(Moments(k, ay - theta * (ax - mx), max(vy - 2 * theta * cxy + theta**2 * vx, 0.0)))
+        adjusted.append(Moments(k, ay - theta * (ax - mx), max(vy - 2 * theta * cxy + theta**2 * vx, 0.0), ay))
         before += vy / k
     after = sum(m.var / m.n for m in adjusted)
     return adjusted[0], adjusted[1], float(1 - after / before) if before > 0 else 0.0
@@ -139,11 +148,13 @@ def cuped(control: dict, treatment: dict) -> tuple[Moments, Moments, float]:
 
 def ratio_effect(control: dict, treatment: dict, alpha: float = 0.05, metric: str = "revenue_per_order",
                  variant: str = "treatment") -> Effect:
-    """Difference of ratio metrics Σx/Σy by the delta method (normal approximation).
+    """Difference of ratio metrics Σx/Σy, as gbstats: each arm's ratio R = x̄/ȳ with its delta-method variance
+    per customer σ²_R = σ²_x/ȳ² − 2 x̄ σ_xy/ȳ³ + x̄² σ²_y/ȳ⁴, then Welch's t-test with Welch–Satterthwaite
+    degrees of freedom on (R, σ²_R, n) per arm, like any mean.
 
     Each arm: dict with n, x_sum, x_sumsq, y_sum, y_sumsq, xy_sum (per-customer numerator x, denominator y).
     """
-    def moments(arm):
+    def moments(arm) -> Moments:
         n = arm["n"]
         mx, my = arm["x_sum"] / n, arm["y_sum"] / n
         vx = (arm["x_sumsq"] - n * mx**2) / (n - 1)
@@ -151,23 +162,9 @@ def ratio_effect(control: dict, treatment: dict, alpha: float = 0.05, metric: st
         cxy = (arm["xy_sum"] - n * mx * my) / (n - 1)
         if my == 0:
             raise InferenceError(f"{metric}: the denominator is zero in one arm")
-        ratio = mx / my
-        var = (vx / my**2 - 2 * mx * cxy / my**3 + mx**2 * vy / my**4) / n
-        return ratio, max(var, 0.0)
+        return Moments(n, mx / my, max(vx / my**2 - 2 * mx * cxy / my**3 + mx**2 * vy / my**4, 0.0))
 
-    rc, vc = moments(control)
-    rt, vt = moments(treatment)
-    se = np.sqrt(vc + vt)
-    if se == 0:
-        raise InferenceError(f"{metric}: zero variance in both arms; there is nothing to test")
-    z = stats.norm.ppf(1 - alpha / 2)
-    diff = rt - rc
-    p = 2 * stats.norm.sf(abs(diff / se))
-    rel = rt / rc - 1
-    rel_se = np.sqrt(vt / rc**2 + rt**2 * vc / rc**4)
-    mde = (z + stats.norm.ppf(0.8)) * se
-    return Effect(metric, variant, rc, rt, diff, diff - z * se, diff + z * se, rel, rel - z * rel_se,
-                  rel + z * rel_se, float(p), float(se), float("inf"), float(mde), float(rel_se))
+    return welch(moments(control), moments(treatment), alpha, metric, variant)
 
 
 @dataclass(frozen=True)
@@ -195,27 +192,47 @@ def sample_ratio_check(counts: dict[str, int], weights: dict[str, float],
                        dict(zip(variants, expected.tolist())), p, p < threshold)
 
 
+CORRECTIONS = ("holm", "bh", "none")
+
+
 def adjust_p_values(p_values: list[float], method: str = "holm") -> list[float]:
-    """Holm (family-wise error) or Benjamini–Hochberg (false discovery rate) adjusted p-values."""
-    from statsmodels.stats.multitest import multipletests
+    """Holm (family-wise error) or Benjamini–Hochberg (false discovery rate) adjusted p-values; a NaN (a test
+    that could not be computed) stays NaN and is left out of the family.
 
-    methods = {"holm": "holm", "bh": "fdr_bh", "none": None}
-    if method not in methods:
-        raise ValueError(f"correction must be one of {', '.join(methods)}, not {method!r}")
-    if methods[method] is None or not p_values:
+    With p₍₁₎ ≤ … ≤ p₍ₘ₎: Holm p̃₍ᵢ₎ = maxⱼ≤ᵢ min(1, (m − j + 1)·p₍ⱼ₎); BH p̃₍ᵢ₎ = minⱼ≥ᵢ min(1, m/j·p₍ⱼ₎)
+    (equal to statsmodels' ``multipletests``, which is not used: it runs the garbage collector on every call).
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, not {method!r}")
+    p = np.asarray(p_values, float)
+    known = np.flatnonzero(np.isfinite(p))
+    if method == "none" or not known.size:
         return list(p_values)
-    return multipletests(p_values, method=methods[method])[1].tolist()
+    order = known[np.argsort(p[known], kind="stable")]
+    m, rank = order.size, np.arange(1, order.size + 1)
+    if method == "holm":
+        adjusted = np.maximum.accumulate(np.minimum(1.0, (m - rank + 1) * p[order]))
+    else:
+        adjusted = np.minimum.accumulate(np.minimum(1.0, m / rank * p[order])[::-1])[::-1]
+    out = p.copy()
+    out[order] = adjusted
+    return out.tolist()
 
 
-def bayesian_lift(relative: float, relative_se: float, prior_sd: float = 0.3) -> tuple[float, float]:
+def bayesian_lift(relative: float, relative_se: float, prior_sd: float = 0.0) -> tuple[float, float]:
     """Chance to beat control and expected loss of shipping, for the relative lift under a Gaussian prior.
 
-    Prior δ ~ N(0, prior_sd²), likelihood N(δ̂, se²) → posterior N(m, s²) with s² = 1/(1/prior_sd² + 1/se²),
-    m = s²·δ̂/se². Chance to beat control = Φ(m/s); expected loss = E[max(0, −δ)] = s·φ(m/s) − m·Φ(−m/s).
+    Prior δ ~ N(0, prior_sd²) — ``prior_sd = 0`` is the flat (improper) prior, GrowthBook's default —,
+    likelihood N(δ̂, se²) → posterior N(m, s²) with 1/s² = 1/prior_sd² + 1/se² (flat: s = se), m = s²·δ̂/se².
+    Chance to beat control = Φ(m/s); expected loss = E[max(0, −δ)] = s·φ(m/s) − m·Φ(−m/s) (gbstats' risk of
+    the treatment).
     """
+    if prior_sd < 0:
+        raise ValueError(f"prior_sd must be ≥ 0 (0 for a flat prior), not {prior_sd!r}")
     if not np.isfinite(relative) or not relative_se > 0:
         return float("nan"), float("nan")
-    var = 1.0 / (1.0 / prior_sd**2 + 1.0 / relative_se**2)
+    precision = 1.0 / relative_se**2 + (1.0 / prior_sd**2 if prior_sd > 0 else 0.0)
+    var = 1.0 / precision
     mean, sd = var * relative / relative_se**2, np.sqrt(var)
     chance = stats.norm.cdf(mean / sd)
     loss = sd * stats.norm.pdf(mean / sd) - mean * stats.norm.cdf(-mean / sd)
