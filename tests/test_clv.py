@@ -561,6 +561,86 @@ def test_cdnow_brier_scores(validation):
     assert c.p_purchase.mean() == pytest.approx(bought.mean(), abs=0.05)
 
 
+def _cdnow_source(cdnow_orders):
+    """The CDNOW orders (and a customers table of their ids) behind a DuckDB connection, as the report reads
+    its data."""
+    con = ibis.duckdb.connect()
+    con.create_table("orders", cdnow_orders)
+    con.create_table("customers", pd.DataFrame({"customer_id": cdnow_orders.customer_id.unique()}))
+    return data.connect(con=con)
+
+
+@pytest.fixture(scope="module")
+def cdnow_readout(cdnow_orders):
+    # holdout_days keeps its default (182): with calibration_end given it must not be what is reported
+    return clv.analyze(_cdnow_source(cdnow_orders), calibration_end=CALIBRATION_END, segment=None)
+
+
+def test_readout_shows_the_calibration_fit_of_fader_hardie_lee_2005(cdnow_readout):
+    # Calibration fit of the report's readout on CDNOW to 1997-09-30 (weeks): Fader, Hardie & Lee 2005,
+    # "Counting your customers the easy way", p. 280 (section 5; the existing BG/NBD test prints 0.243, 4.414,
+    # 0.793, 2.426), here to the four digits quoted in the issue: r = 0.2426, α = 4.4136, a = 0.7929,
+    # b = 2.4259, LL = −9582.4 — checked to half a unit of the last printed digit.
+    val = cdnow_readout.validation
+    published = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
+    for name, value in published.items():
+        assert val.model.params_[name] == pytest.approx(value, abs=5e-5), name
+    assert val.model.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
+    assert val.n_customers == 2357 and val.calibration_start == "1997-01-01"
+
+    table = clv.calibration_parameters(cdnow_readout)
+    assert list(table.columns) == list(clv.model_parameters(cdnow_readout).columns)
+    purchase = table[table.model == "bgnbd"].set_index("parameter")
+    assert list(purchase.index) == ["r", "alpha", "a", "b"]
+    for name, value in published.items():
+        assert purchase.loc[name, "coef"] == pytest.approx(value, abs=5e-5)
+        assert purchase.loc[name, "se(coef)"] == pytest.approx(val.model.summary.loc[name, "se(coef)"])
+        assert 0 < purchase.loc[name, "se(coef)"] < value
+    # spend on the calibration period: Gamma-Gamma p = 6.25, q = 3.74, γ = 15.44 (Fader, Hardie & Lee 2005,
+    # "RFM and CLV: using iso-value curves", the same fit the validation test checks)
+    spend = table[table.model == "gamma_gamma"].set_index("parameter").coef
+    assert spend.to_dict() == pytest.approx({"p": 6.25, "q": 3.74, "gamma": 15.44}, abs=5e-3)
+    # the calibration fit is not the full-data fit the value is computed with
+    assert cdnow_readout.model.log_likelihood_ < -15_000
+
+    _, hidden = clv.headlines(cdnow_readout)
+    fit = hidden["validation.calibration_fit"]
+    assert set(fit) == {"customers", "parameters", "standard_errors", "log_likelihood"}
+    assert set(fit["parameters"]) == set(fit["standard_errors"]) == set(fit["log_likelihood"]) \
+        == {"bgnbd", "gamma_gamma"}
+    assert fit["parameters"]["bgnbd"] == pytest.approx(published, abs=5e-5)
+    assert fit["standard_errors"]["bgnbd"] == pytest.approx(val.model.summary["se(coef)"].to_dict())
+    assert fit["log_likelihood"]["bgnbd"] == pytest.approx(-9582.4, abs=0.05) and fit["customers"] == 2357
+    assert (hidden["validation.calibration_start"], hidden["validation.calibration_end"],
+            hidden["validation.holdout_end"]) == ("1997-01-01", "1997-09-30", "1998-06-30")
+
+
+def test_the_holdout_length_reported_is_the_one_used(cdnow_readout, cdnow_orders):
+    # CDNOW ends on 1998-06-30 (the last order day, the holdout end): 273 days (39 weeks) after 1997-09-30,
+    # not the 182 of the holdout_days default
+    assert cdnow_orders.ordered_at.max() == T("1998-06-30")
+    used = (cdnow_orders.ordered_at.max() - T(CALIBRATION_END)).days
+    assert used == 273
+    val = cdnow_readout.validation
+    assert val.holdout_days == used and val.holdout_end == "1998-06-30"
+    _, hidden = clv.headlines(cdnow_readout)
+    assert hidden["validation.holdout_days"] == 273
+    points = " ".join(clv.summary_points(cdnow_readout))
+    assert "last 273 days (after 1997-09-30)" in points and "182 days" not in points
+    # the page header lists holdout_days 182 (the parameter as given), so a note says it was not used
+    assert any("273 days" in n and "holdout_days parameter (182)" in n for n in cdnow_readout.notes)
+    text = clv.validation_period(cdnow_readout)
+    assert "**273 days**" in text and "1998-06-30" in text and "1997-01-01" in text
+    assert "BG/NBD -9,582.4" in text and "2,357" in text
+
+    # without calibration_end, holdout_days is the holdout: 273 days before the end give the same split
+    # and the same calibration fit, without the note
+    same = clv.analyze(_cdnow_source(cdnow_orders), holdout_days=273, segment=None)
+    assert same.validation.calibration_end == CALIBRATION_END and same.validation.holdout_days == 273
+    assert same.validation.model.params_.to_dict() == pytest.approx(val.model.params_.to_dict(), rel=1e-9)
+    assert not same.notes
+
+
 # --------------------------------------------------------------------------------------------------
 # Value segments
 # --------------------------------------------------------------------------------------------------
@@ -814,7 +894,14 @@ def test_report_readout_on_the_tiny_sample(tiny_sample):
     cards, hidden = clv.headlines(readout)
     assert dict((k, x) for k, x, *_ in cards)["mean_clv"] == pytest.approx(v.clv.mean())
     assert set(hidden["parameters"]["mbgnbd"]) == {"r", "alpha", "a", "b"}
+    assert set(hidden["validation.calibration_fit"]["parameters"]) == {"mbgnbd", "gamma_gamma"}
+    assert hidden["validation.holdout_days"] == readout.validation.holdout_days == 182  # the default
     points = clv.summary_points(readout)
     assert "next year" in points[0] and not any(cid in " ".join(points) for cid in v.customer_id)
+    # no holdout left: no calibration fit, no validation keys, and the section says so
+    late = clv.analyze(data.connect(tiny_sample), calibration_end="2100-01-01", segment=None)
+    assert late.validation is None and clv.calibration_parameters(late) is None
+    assert not any(k.startswith("validation.") for k in clv.headlines(late)[1])
+    assert clv.validation_period(late).startswith("No holdout period")
     with pytest.raises(ClvError, match="model must be one of"):
         clv.analyze(data.connect(tiny_sample), model="magic")

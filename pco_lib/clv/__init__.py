@@ -14,9 +14,11 @@ from .readout import (  # noqa: F401
     TIME_UNITS,
     ClvReadout,
     analyze,
+    calibration_parameters,
     headlines,
     model_parameters,
     summary_points,
+    validation_period,
 )
 from .validation import (  # noqa: F401
     HoldoutValidation,

@@ -68,6 +68,10 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     else:
         validation = validate_holdout(orders, cal_end, as_of, time_unit_days=unit, model=MODELS[model](),
                                       min_cell_size=min_cell_size)
+        if calibration_end and validation.holdout_days != holdout_days:
+            notes.append(f"the holdout is the {validation.holdout_days} days from calibration_end "
+                         f"{validation.calibration_end} to the last order day ({validation.holdout_end}); the "
+                         f"holdout_days parameter ({holdout_days}) applies only when calibration_end is empty")
     per = rfm_table(orders, as_of, unit, per_customer=True)
     fitted = MODELS[model]().fit_rfm(rfm_table(orders, as_of, unit))
     repeat = per[per.frequency > 0]
@@ -101,14 +105,45 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
                       discount_rate, segment or None, f"{as_of:%Y-%m-%d}", tuple(notes))
 
 
-def model_parameters(readout: ClvReadout) -> pd.DataFrame:
-    """Fitted parameters with standard errors of the purchase model and Gamma-Gamma, for the report."""
+def _parameter_table(fits) -> pd.DataFrame:
     parts = []
-    for name, fitted in ((readout.model_name, readout.model), ("gamma_gamma", readout.gamma_gamma)):
+    for name, fitted in fits:
         s = fitted.summary.copy()
         s.insert(0, "parameter", [str(i) for i in s.index])
         parts.append(s.assign(model=name)[["model", "parameter", "coef", "se(coef)"]])
     return pd.concat(parts, ignore_index=True)
+
+
+def _calibration_fits(readout: ClvReadout) -> list[tuple[str, object]]:
+    val = readout.validation
+    if val is None:
+        return []
+    return [(readout.model_name, val.model)] + ([("gamma_gamma", val.gamma_gamma)] if val.gamma_gamma else [])
+
+
+def model_parameters(readout: ClvReadout) -> pd.DataFrame:
+    """Fitted parameters with standard errors of the purchase model and Gamma-Gamma, for the report."""
+    return _parameter_table(((readout.model_name, readout.model), ("gamma_gamma", readout.gamma_gamma)))
+
+
+def calibration_parameters(readout: ClvReadout) -> pd.DataFrame | None:
+    """Parameters with standard errors of the calibration fits (purchase model and Gamma-Gamma on the orders
+    up to ``calibration_end``, the models the holdout validation checks), in the columns of
+    :func:`model_parameters`; None without a holdout."""
+    fits = _calibration_fits(readout)
+    return _parameter_table(fits) if fits else None
+
+
+def validation_period(readout: ClvReadout) -> str:
+    """One Markdown sentence for the holdout section: the calibration period, the customers and the
+    log-likelihoods of the calibration fits, and the holdout length actually used."""
+    val = readout.validation
+    if val is None:
+        return "No holdout period: the model is not validated."
+    lls = "; ".join(f"{fitted._model} {fitted.log_likelihood_:,.1f}" for _, fitted in _calibration_fits(readout))
+    return (f"Calibration: the orders of **{val.n_customers:,}** customers from {val.calibration_start} to "
+            f"**{val.calibration_end}** (log-likelihood {lls}). Holdout: the **{val.holdout_days} days** after "
+            f"the calibration end, to {val.holdout_end}.")
 
 
 def summary_points(readout: ClvReadout) -> list[str]:
@@ -135,7 +170,8 @@ def summary_points(readout: ClvReadout) -> list[str]:
     val = readout.validation
     if val is not None:
         quality = "close" if abs(val.relative_error) < 0.1 else "rough"
-        points.append(f"Checked on the last {val.holdout_days} days, held out from the fit: the model predicted "
+        points.append(f"Checked on the last {val.holdout_days} days (after {val.calibration_end}), held out from "
+                      f"the fit: the model predicted "
                       f"{val.predicted_purchases:,.0f} purchases against {val.actual_purchases:,} actual "
                       f"({val.relative_error:+.0%}, a {quality} fit; mean error per customer "
                       f"{val.mae:.2f} purchases).")
@@ -154,8 +190,13 @@ def summary_points(readout: ClvReadout) -> list[str]:
 
 def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
     """Headline cards and results.json values: ``mean_clv``, ``total_clv``, ``top20_share``, ``parameters``
-    {model: {name: value}}, ``log_likelihood``, ``holdout`` {mae, relative_error, actual, predicted,
-    brier_purchase} and ``contractual`` {plan: value}."""
+    {model: {name: value}}, ``log_likelihood`` {model: value}, ``time_unit_days``; with a holdout, ``holdout``
+    {mae, relative_error, actual, predicted, brier_purchase} and ``validation`` {calibration_start,
+    calibration_end, holdout_end, holdout_days (the length used: holdout_end − calibration_end),
+    calibration_fit {customers, parameters {model: {name: value}}, standard_errors {model: {name: value}},
+    log_likelihood {model: value}}} — the fits on the calibration period that the holdout checks, the purchase
+    model under its name and gamma_gamma, in the fitted time unit; with subscriptions, ``contractual``
+    {plan: {value, payments, alpha, beta}}."""
     v = readout.values
     cards = [("mean_clv", float(v.clv.mean()), f"Mean CLV, {readout.horizon_days} days", ",.2f"),
              ("total_clv", float(v.clv.sum()), "Total CLV", ",.0f"),
@@ -172,6 +213,20 @@ def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
         cards.append(("holdout.relative_error", val.relative_error, "Holdout error (purchases)", "+.0%"))
         hidden |= {"holdout.mae": val.mae, "holdout.actual": val.actual_purchases,
                    "holdout.predicted": val.predicted_purchases, "holdout.brier_purchase": val.brier_purchase}
+        fits = _calibration_fits(readout)
+        hidden |= {
+            "validation.calibration_start": val.calibration_start,
+            "validation.calibration_end": val.calibration_end,
+            "validation.holdout_end": val.holdout_end,
+            "validation.holdout_days": val.holdout_days,
+            "validation.calibration_fit": {
+                "customers": val.n_customers,
+                "parameters": {name: {k: float(x) for k, x in f.params_.items()} for name, f in fits},
+                "standard_errors": {name: {k: float(x) for k, x in f.summary["se(coef)"].items()}
+                                    for name, f in fits},
+                "log_likelihood": {name: float(f.log_likelihood_) for name, f in fits},
+            },
+        }
     if readout.contractual is not None:
         hidden["contractual"] = {r.plan: {"value": r.value, "payments": r.payments, "alpha": r.alpha,
                                           "beta": r.beta} for r in readout.contractual.itertuples()}

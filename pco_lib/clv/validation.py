@@ -53,6 +53,10 @@ class _Result:
 class HoldoutValidation(_Result):
     """Out-of-sample check of BG/NBD (+ Gamma-Gamma) on a holdout period after the calibration period.
 
+    ``model`` and ``gamma_gamma`` are the calibration fits (orders up to ``calibration_end`` only), with their
+    parameters, standard errors (``summary``) and ``log_likelihood_``. ``holdout_days`` is the length actually
+    used: ``holdout_end`` − ``calibration_end`` in days.
+
     ``customers``: per customer the calibration RFM, holdout_purchases / holdout_spend (actual) and
     predicted_purchases (E[Y(t) | x, t_x, T], t = holdout length), p_alive (at calibration_end), p_purchase
     (P(≥ 1 purchase in the holdout)), predicted_spend (predicted_purchases × Gamma-Gamma E[Z | x, m_x]).
@@ -87,6 +91,11 @@ class HoldoutValidation(_Result):
     predicted_spend: float = math.nan
     spend_relative_error: float = math.nan
     spend_mae: float = math.nan
+
+    @property
+    def calibration_start(self) -> str:
+        """The first purchase day of the calibration customers: where the calibration period starts."""
+        return f"{pd.Timestamp(self.customers.first_purchase.min()):%Y-%m-%d}"
 
     def to_frame(self) -> pd.DataFrame:
         names = ["n_customers", "holdout_days", "actual_purchases", "predicted_purchases", "relative_error", "mae",
