@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from lifelines import KaplanMeierFitter
 
 from pco_lib.data import TABLES
 from pco_lib.data.sample import SCHEMAS, generate_sample
@@ -18,6 +19,21 @@ def sample(tmp_path_factory):
     truth = generate_sample(out, customers=3000, seed=11, progress=False)
     tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in TABLES}
     return out, truth, tables
+
+
+@pytest.fixture(scope="module")
+def subscriptions(tmp_path_factory):
+    """A larger sample's subscriptions with their lifetimes in days, outside the experiment treatment arms that
+    change churn (truth.json's lifetimes are for those customers)."""
+    out = tmp_path_factory.mktemp("subscriptions") / "s"
+    truth = generate_sample(out, customers=30_000, seed=0, progress=False)
+    s = pd.read_parquet(out / "subscriptions.parquet")
+    a = pd.read_parquet(out / "assignments.parquet")
+    changed = [e for e, spec in truth["experiments"].items() if spec["churn_probability_multiplier"] != 1]
+    s = s[~s.customer_id.isin(a[a.experiment_id.isin(changed) & (a.variant == "treatment")].customer_id)]
+    # to the second: an end is exactly k·30 days after the start, but both are rounded to µs separately
+    seconds = (s.ended_at.fillna(pd.Timestamp(truth["observed_until"])) - s.started_at).dt.total_seconds()
+    return truth, s.assign(days=seconds.round() / 86_400, churned=s.ended_at.notna())
 
 
 def test_every_table_has_the_data_model_columns_and_arrow_types(sample):
@@ -111,3 +127,21 @@ def test_truth_effects_have_the_designed_signs(sample):
     assert exp["onboarding_email"]["true_effect_repeat_30d"] > 0.03
     assert exp["checkout_copy"]["true_effect_repeat_30d"] == 0.0
     assert exp["pricing_page"]["logging_loss"] > 0
+
+
+def test_subscription_survival_of_every_plan_covers_the_truth(subscriptions):
+    """Kaplan–Meier of the generated subscriptions (ended_at empty: censored at the end of the data) covers
+    truth.json's S(d) = E[(1 − θ')^⌊d/30⌋] for every plan at every recorded horizon."""
+    truth, s = subscriptions
+    lifetimes = truth["subscriptions"]["true_lifetimes"]
+    checks = sum(len(plan["survival"]) for plan in lifetimes.values())
+    for plan, true in lifetimes.items():
+        g = s[s.plan == plan]
+        # Bonferroni over the 12 (plan, horizon) checks: each interval at 1 − 0.05/12 (±2.9 SE), so a correct
+        # generator passes with ≥ 95% probability whatever the seed. That is ±2–3 points for basic and pro and
+        # ±3–5 for premium (~1,200 subscriptions): premium θ ~ Beta(0.7, 3.0) instead of 5.5 (8–14 points
+        # lower) fails, the NPS multiplier's effect on the mix (< 0.5 points) is below what this size can see
+        ci = KaplanMeierFitter(alpha=0.05 / checks).fit(g.days, g.churned).confidence_interval_survival_function_
+        for days, value in true["survival"].items():
+            low, high = ci.loc[:float(days)].iloc[-1]
+            assert low <= value <= high, (plan, days, value, low, high)
