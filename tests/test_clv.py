@@ -624,10 +624,10 @@ def test_the_holdout_length_reported_is_the_one_used(cdnow_readout, cdnow_orders
     val = cdnow_readout.validation
     assert val.holdout_days == used and val.holdout_end == "1998-06-30"
     _, hidden = clv.headlines(cdnow_readout)
-    assert hidden["validation.holdout_days"] == 273
+    assert hidden["validation.holdout_days"] == 273 and hidden["parameters_used.holdout_days"] == 273
     points = " ".join(clv.summary_points(cdnow_readout))
     assert "last 273 days (after 1997-09-30)" in points and "182 days" not in points
-    # the page header lists holdout_days 182 (the parameter as given), so a note says it was not used
+    # the page header shows 273 beside the 182 given (parameters_used), and a note says why
     assert any("273 days" in n and "holdout_days parameter (182)" in n for n in cdnow_readout.notes)
     text = clv.validation_period(cdnow_readout)
     assert "**273 days**" in text and "1998-06-30" in text and "1997-01-01" in text

@@ -193,3 +193,17 @@ def test_a_killed_run_publishes_nothing_and_keeps_the_last_good_run(toy_notebook
     assert [r["report"] for r in list_runs(out)] == ["toy"]  # the killed run is not published
     assert (out / "index.html").read_text() == index_before
     assert (good.folder / "report.html").exists() and latest_good_run(out, "toy")["run_id"] == good.run_id
+
+
+def test_the_header_shows_a_parameter_as_used_beside_the_value_given(tmp_path):
+    """A report that could not use a parameter as given (clv: the holdout runs from calibration_end to the end
+    of the data, whatever holdout_days says) records ``parameters_used``; the header shows both."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A report\n\n## Section")]
+    path = tmp_path / "report.ipynb"
+    nbformat.write(nb, str(path))
+    manifest = {"report": "clv", "run_id": "r", "status": "succeeded", "started_at": "2026-12-01T12:00:00+00:00",
+                "parameters": {"holdout_days": 182, "segment": "channel"}, "parameters_used": {"holdout_days": 273}}
+    report_mod.export_html(path, tmp_path / "report.html", manifest)
+    text = (tmp_path / "report.html").read_text()
+    assert "273 (used; 182 given)" in text and "channel" in text and "channel (used" not in text

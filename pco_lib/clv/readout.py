@@ -219,6 +219,7 @@ def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
             "validation.calibration_end": val.calibration_end,
             "validation.holdout_end": val.holdout_end,
             "validation.holdout_days": val.holdout_days,
+            "parameters_used.holdout_days": val.holdout_days,  # the header shows it beside the one given
             "validation.calibration_fit": {
                 "customers": val.n_customers,
                 "parameters": {name: {k: float(x) for k, x in f.params_.items()} for name, f in fits},

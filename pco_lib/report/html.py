@@ -39,6 +39,15 @@ def _when(iso: str) -> str:
         return str(iso)
 
 
+def _parameter_shown(name: str, given: Any, used: dict) -> str:
+    """A parameter as the header shows it: the value the report actually used when that differs from the one
+    given (a notebook records it under ``parameters_used.NAME`` in results.json, e.g. a holdout cut short)."""
+    shown = Path(given).name if name == "data_dir" else _shown(given)
+    if name in used and used[name] != given:
+        return f"{_shown(used[name])} (used; {shown} given)"
+    return shown
+
+
 def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None) -> None:
     """The executed notebook as one self-contained HTML page without code: nothing is loaded from the network
     (pco's template drops nbconvert's require.js/MathJax/Mermaid scripts; CSS and figures are inlined), with a
@@ -57,7 +66,8 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
         "report": m.get("report", ""), "run_id": m.get("run_id", ""), "status": m.get("status", ""),
         "error": m.get("error"), "period": m.get("data_period", ""),
         "run_date": _when(m["started_at"]) if m.get("started_at") else "",
-        "parameters": [(k, Path(v).name if k == "data_dir" else _shown(v)) for k, v in m.get("parameters", {}).items()],
+        "parameters": [(k, _parameter_shown(k, v, m.get("parameters_used", {})))
+                       for k, v in m.get("parameters", {}).items()],
         "toc": toc, "version": versions.get("pco", ""), "fingerprint": m.get("data_fingerprint"),
         "commit": (m.get("git_commit") or "")[:12] or None,
         "versions": " · ".join(f"{k} {v}" for k, v in versions.items() if k != "pco"),

@@ -235,6 +235,8 @@ def run_report(
     if executed.exists():
         try:
             results = collect_results(nbformat.read(str(executed), as_version=4))
+            if results.get("parameters_used"):
+                manifest["parameters_used"] = results["parameters_used"]
             export_html(executed, staging / "report.html", manifest)
         except Exception as exc:  # keep the run debuggable even if export fails
             if manifest["status"] == "succeeded":
