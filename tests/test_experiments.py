@@ -402,11 +402,11 @@ def test_the_verdict_follows_its_decision_table_case_by_case():
 
 
 def test_aa_experiments_with_a_guardrail_rarely_read_ship_or_trade_off():
-    """Verdict-level calibration: 2,000 simulated A/A experiments (repeat primary, revenue per customer as a
+    """Verdict-level calibration: 1,000 simulated A/A experiments (repeat primary, revenue per customer as a
     guardrail, Holm over both) read "ship" or "trade-off" at most at the nominal two-sided rate α (one tail is
     α/2, plus 3 binomial SE)."""
     rng = np.random.default_rng(15)
-    sims, n, alpha, wrong = 2000, 2000, 0.05, 0
+    sims, n, alpha, wrong = 1000, 2000, 0.05, 0
     for _ in range(sims):
         rows = []
         for v in ("control", "treatment"):
