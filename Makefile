@@ -25,7 +25,7 @@ report: $(READY) $(SAMPLE)
 	@echo "Open $(CURDIR)/reports/index.html"
 
 test: $(READY) $(SAMPLE)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lab: $(READY) $(SAMPLE)
 	$(BIN)/jupyter lab notebooks/
