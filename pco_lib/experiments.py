@@ -303,7 +303,8 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
         if gains:
             return "trade-off", (f"{'; '.join(gains)}, but {'; '.join(harms)}. Decide whether the gain is worth "
                                  "the harm; the data cannot decide it.",)
-        return "do not ship", (f"{'; '.join(harms).capitalize()}, with no gain on {_name(primary)} to weigh "
+        harm = "; ".join(harms)
+        return "do not ship", (f"{harm[:1].upper()}{harm[1:]}, with no gain on {_name(primary)} to weigh "
                                "against it.",)
     unproven = guards[guards.guardrail_p_value >= alpha]
     if len(wins) and len(unproven):
@@ -317,7 +318,12 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
     reasons, done = [], True
     for r in main.itertuples():
         mde = r.mde / abs(r.control_mean) if r.control_mean else float("nan")
-        if not mde > min_effect:
+        if not np.isfinite(mde):  # no control baseline to be relative to
+            done = False
+            reasons.append(f"No detectable effect of {r.variant} on {_name(primary)} yet, and no control "
+                           "baseline to size one against: keep collecting data.")
+            continue
+        if mde <= min_effect:
             reasons.append(f"No detectable effect of {r.variant} on {_name(primary)}: this many customers would "
                            f"have found a change of ±{mde:.1%}, so any effect left is smaller than the "
                            f"{min_effect:.0%} worth shipping.")
