@@ -32,6 +32,19 @@ from .stats.survival import (
 DEFINITIONS = ("contractual", "non_contractual")
 
 
+def choose_definition(source: DataSource, definition: str = "auto", inactivity_days: int = 90,
+                      activity: str = "order") -> tuple[str, str | None]:
+    """The churn definition to use and, when it was chosen from the data (``"auto"``), the sentence that says
+    so: contractual where there are subscriptions, otherwise non-contractual."""
+    if definition != "auto":
+        return definition, None
+    if source.has("subscriptions"):
+        return "contractual", ("Churn is contractual here: a customer churns when their subscription ends "
+                               "(chosen because the data has subscriptions).")
+    return "non_contractual", (f"Churn is non-contractual here: a customer counts as churned after {inactivity_days} "
+                               f"days without an {activity} (chosen because the data has no subscriptions table).")
+
+
 def summarize_lifetimes(source: DataSource, definition: str = "contractual", inactivity_days: int = 90,
                         activity: str = "order", columns: list[str] | tuple = (),
                         per_customer: bool = False) -> pd.DataFrame:

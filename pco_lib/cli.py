@@ -25,10 +25,14 @@ def _log_to(quiet: bool):
 
 def cmd_list(args) -> int:
     from .report import list_reports, report_title
+    from .report.needs import Needs
     from .report.params import notebook_parameters
 
     for name, path in list_reports().items():
         print(f"{name} — {report_title(path)}")
+        needs = Needs.of_notebook(path).describe()
+        if needs:
+            print(f"    {needs}")
         for p in notebook_parameters(path):
             print(f"    {p.name:<22} {p.type:<14} default {p.default!r:<18} {p.help}")
         print()
@@ -57,7 +61,9 @@ def _run_one(run, out: str, quiet: bool, pseudonymize: bool = False) -> tuple[st
         result = run_report(run.report, data_dir=run.data, out_dir=out, params=run.parameters, log=_log_to(quiet),
                             pseudonymize=pseudonymize)
         return run.name, result.status, f"{result.duration_s:.1f}s", result.error or ""
-    except (ReportError, ParameterError) as exc:
+    except ReportError as exc:
+        return run.name, "skipped" if exc.skipped else "failed", "-", str(exc).splitlines()[0]
+    except ParameterError as exc:
         return run.name, "failed", "-", str(exc).splitlines()[0]
 
 
@@ -66,6 +72,7 @@ def cmd_run_all(args) -> int:
     from functools import partial
 
     from .report import read_schedule, write_index
+    from .report.index import write_skipped
 
     runs = read_schedule(args.schedule)
     if not args.quiet:
@@ -82,14 +89,18 @@ def cmd_run_all(args) -> int:
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             rows = list(pool.map(one, runs))
+    write_skipped(args.out, [{"name": name, "report": run.report, "reason": error}
+                             for run, (name, status, _, error) in zip(runs, rows) if status == "skipped"])
     write_index(args.out)
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'run':<{width}}  {'status':<9}  {'time':>7}  error")
+    print(f"\n{'run':<{width}}  {'status':<9}  {'time':>7}  error or reason")
     for name, status, took, error in rows:
         print(f"{name:<{width}}  {status:<9}  {took:>7}  {error}")
-    failed = sum(r[1] != "succeeded" for r in rows)
-    print(f"\n{len(rows) - failed} succeeded, {failed} failed. Index: {(Path(args.out) / 'index.html').resolve()}")
-    return EXIT_FAILED if failed else EXIT_OK
+    counts = {s: sum(r[1] == s for r in rows) for s in ("succeeded", "failed", "skipped")}
+    skipped = f", {counts['skipped']} skipped (the data lacks a table they need)" if counts["skipped"] else ""
+    print(f"\n{counts['succeeded']} succeeded, {counts['failed']} failed{skipped}. "
+          f"Index: {(Path(args.out) / 'index.html').resolve()}")
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
 def cmd_data_check(args) -> int:

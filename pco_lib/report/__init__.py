@@ -17,6 +17,7 @@ from .notebook import (  # noqa: F401
     RESULT_DIGITS,
     RESULT_MIME,
     collect_results,
+    note,
     record,
     record_headlines,
     summary_box,

@@ -28,6 +28,8 @@ def _contents(nb) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _shown(value: Any) -> str:
+    if value == "":
+        return '""'
     return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict | bool) or value is None \
         else str(value)
 
@@ -68,7 +70,7 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
         "run_date": _when(m["started_at"]) if m.get("started_at") else "",
         "parameters": [(k, _parameter_shown(k, v, m.get("parameters_used", {})))
                        for k, v in m.get("parameters", {}).items()],
-        "toc": toc, "version": versions.get("pco", ""), "fingerprint": m.get("data_fingerprint"),
+        "notes": m.get("notes", []), "toc": toc, "version": versions.get("pco", ""), "fingerprint": m.get("data_fingerprint"),
         "commit": (m.get("git_commit") or "")[:12] or None,
         "versions": " · ".join(f"{k} {v}" for k, v in versions.items() if k != "pco"),
     }

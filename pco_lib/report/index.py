@@ -29,6 +29,26 @@ def list_runs(out_dir: str | Path) -> list[dict]:
     return sorted(runs, key=lambda r: (r.get("started_at", ""), r.get("run_id", "")), reverse=True)
 
 
+SKIPPED_FILE = "skipped.json"
+
+
+def write_skipped(out_dir: str | Path, skipped: list[dict]) -> None:
+    """Record the runs the last ``run-all`` skipped (``name``, ``report``, ``reason``), for the index."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    tmp = out_dir / f".{SKIPPED_FILE}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text(json.dumps([{**s, "at": at} for s in skipped], indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out_dir / SKIPPED_FILE)
+
+
+def read_skipped(out_dir: str | Path) -> list[dict]:
+    try:
+        return json.loads((Path(out_dir) / SKIPPED_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+
+
 def latest_good_run(out_dir: str | Path, report: str) -> dict | None:
     return next((r for r in list_runs(out_dir) if r["report"] == report and r["status"] == "succeeded"), None)
 
@@ -39,6 +59,7 @@ h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%;margin:.5em 0}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #d0d7de;font-size:.92em}
 th{background:#f6f8fa}.succeeded{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
+.skipped{color:#9a6700;font-weight:600}
 .muted{color:#57606a;font-size:.9em}
 """
 
@@ -67,7 +88,19 @@ def write_index(out_dir: str | Path) -> Path:
             f"<tr><td><a href='#{esc(report)}'>{esc(report)}</a></td><td>{esc(_when(latest['started_at']))}</td>"
             f"<td class='{esc(latest['status'])}'>{esc(latest['status'])}</td><td>{good_link}</td></tr>"
         )
+    skipped = read_skipped(out_dir)
+    for s in skipped:
+        if s.get("report") not in by_report:
+            parts.append(f"<tr><td>{esc(s.get('name', ''))}</td><td>{esc(_when(s.get('at', '')))}</td>"
+                         "<td class='skipped'>skipped</td><td><span class='muted'>none yet</span></td></tr>")
     parts.append("</table>")
+    if skipped:
+        parts.append("<h2 id='skipped'>Skipped on the last scheduled run</h2><p class='muted'>The data lacks a "
+                     "table these reports need; they run once it is there.</p><table><tr><th>Run</th>"
+                     "<th>Report</th><th>Why</th></tr>")
+        parts += [f"<tr><td>{esc(s.get('name', ''))}</td><td>{esc(s.get('report', ''))}</td>"
+                  f"<td class='muted'>{esc(s.get('reason', ''))}</td></tr>" for s in skipped]
+        parts.append("</table>")
     for report, report_runs in sorted(by_report.items()):
         parts.append(f"<h2 id='{esc(report)}'>{esc(report)}</h2><table><tr><th>Run</th><th>Status</th>"
                      "<th>Duration</th><th>Files</th><th>Error</th></tr>")

@@ -1,5 +1,6 @@
 """What a report notebook calls to show its results: :func:`record` and :func:`record_headlines` show a
-headline number and mark it for results.json, :func:`summary_box` shows the plain-language summary.
+headline number and mark it for results.json, :func:`summary_box` shows the plain-language summary,
+:func:`note` says what was left out.
 
 The runner collects the marks from the executed notebook (:func:`collect_results`; no side channel, so it
 works the same in JupyterLab). Numbers are rounded to ``RESULT_DIGITS`` significant digits, so the same data
@@ -106,8 +107,19 @@ def summary_box(points: list[str], title: str | None = None) -> None:
                      f"padding:8px 16px;margin:8px 0'>\n\n{heading}{body}\n\n</div>"))
 
 
+def note(text: str) -> None:
+    """Say on the page what the report left out or changed, and add it to the ``notes`` list of results.json
+    (e.g. "There is no subscriptions table, so …")."""
+    from IPython.display import display
+
+    bundle = {RESULT_MIME: {"key": "notes", "append": text}, "text/plain": text,
+              "text/html": f"<div class='pco-note'>{html.escape(text)}</div>"}
+    display(bundle, raw=True)
+
+
 def collect_results(nb) -> dict[str, Any]:
-    """The values recorded with :func:`record` in an executed notebook, as a (nested) dict."""
+    """The values recorded with :func:`record` (and :func:`note`) in an executed notebook, as a (nested)
+    dict."""
     results: dict[str, Any] = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -116,6 +128,9 @@ def collect_results(nb) -> dict[str, Any]:
                 continue
             if isinstance(payload, str):
                 payload = json.loads(payload)
+            if "append" in payload:
+                results.setdefault(payload["key"], []).append(payload["append"])
+                continue
             target = results
             *parents, leaf = payload["key"].split(".")
             for part in parents:

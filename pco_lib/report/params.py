@@ -8,13 +8,26 @@ A parameters cell holds one annotated assignment per line, with the help text as
 Supported types: ``str``, ``int``, ``float``, ``bool``, ``list[str]``, ``list[int]``, ``list[float]`` and
 any of them ``| None``. Values given on the command line are strings and are converted by type; values
 from a schedule file are checked as they are.
+
+The valid values are part of the declaration: the help text may end with a rule in braces (see :class:`Rule`)::
+
+    correction: str = "holm"  # multiple-testing correction {holm, bh, none}
+    alpha: float = 0.05  # significance level {0 < x < 0.5}
+    calibration_end: str = ""  # fit on orders up to this date {date or ""}
+    values_csv: str = "customer_value.csv"  # per-customer values {file or ""}
+    segment: str = "channel"  # customer column to split by {customers column or ""}
+
+Choices, bounds, dates and file names are checked by :func:`resolve`; columns need the data and are checked
+by :mod:`.needs` before the kernel starts.
 """
 
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import io
 import json
+import re
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +43,104 @@ class ParameterError(ValueError):
     """A parameter is unknown, has the wrong type, or the parameters cell cannot be read."""
 
 
+RESERVED_FILES = {"report.ipynb", "report.html", "results.json", "manifest.json"}
+_BOUND = re.compile(r"^(?:(?P<low>-?[\d.]+)\s*(?P<lop>≤|<)\s*)?x\s*(?P<op>≤|<|≥|>)\s*(?P<num>-?[\d.]+)$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The valid values of a parameter: the braces at the end of its help text, alternatives joined by "or".
+
+    - ``{holm, bh, none}``: one of these words (each item, for a list);
+    - ``{x > 0}``, ``{x ≥ 1}``, ``{0 < x < 0.5}``: a number within bounds (≤ and ≥, not <= and >=:
+      Papermill cannot read a parameter line with a second "=");
+    - ``{date}``: an ISO date (YYYY-MM-DD); ``{file}``: a plain file name inside the run folder;
+    - ``{customers column}``, ``{customers/subscriptions column}``: a column of one of those tables (checked
+      against the data, see :mod:`.needs`);
+    - ``""``: the empty string ("none").
+    """
+
+    text: str = ""
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    low_inclusive: bool = False
+    high: float | None = None
+    high_inclusive: bool = False
+    kind: str | None = None  # "date", "file" or "column"
+    tables: tuple[str, ...] = ()  # of a "column" rule
+    empty: bool = False
+
+    @classmethod
+    def parse(cls, help_text: str) -> Rule | None:
+        found = re.search(r"\{([^{}]*)\}\s*$", help_text)
+        if not found:
+            return None
+        text = found.group(1).strip()
+        fields: dict[str, Any] = {"text": text}
+        for alt in (a.strip() for a in text.split(" or ")):
+            bound = _BOUND.match(alt)
+            if alt in ('""', "''"):
+                fields["empty"] = True
+            elif alt in ("date", "file"):
+                fields["kind"] = alt
+            elif alt.endswith(" column"):
+                fields["kind"], fields["tables"] = "column", tuple(alt[:-len(" column")].split("/"))
+            elif bound:
+                if bound["low"] is not None:
+                    fields["low"], fields["low_inclusive"] = float(bound["low"]), bound["lop"] == "≤"
+                num, op = float(bound["num"]), bound["op"]
+                if op in "<≤":
+                    fields["high"], fields["high_inclusive"] = num, op == "≤"
+                else:
+                    fields["low"], fields["low_inclusive"] = num, op == "≥"
+            elif "=" in alt or re.search(r"\bx\b", alt):
+                raise ParameterError(f"cannot read the rule {{{text}}}: write bounds as x > 0, x ≥ 1 or 0 < x < 1")
+            elif alt:
+                fields["choices"] = tuple(c.strip().strip('"') for c in alt.split(","))
+            else:
+                raise ParameterError(f"empty rule in {{{text}}}")
+        return cls(**fields)
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise :class:`ParameterError` unless ``value`` (one value, not a list) is valid."""
+        if value is None or (self.empty and value == ""):
+            return
+        shown = self.text.replace("x", name) if self.low is not None or self.high is not None else self.text
+        if self.choices and value not in self.choices:
+            raise ParameterError(f"parameter {name!r}: {value!r} is not one of {', '.join(self.choices)}"
+                                 + (' (or "")' if self.empty else ""))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low_ok = self.low is None or value > self.low or (self.low_inclusive and value == self.low)
+            high_ok = self.high is None or value < self.high or (self.high_inclusive and value == self.high)
+            if not (low_ok and high_ok):
+                raise ParameterError(f"parameter {name!r} must satisfy {shown} (got {value!r})")
+        if self.kind == "date":
+            try:
+                dt.date.fromisoformat(str(value))
+            except ValueError:
+                raise ParameterError(f"parameter {name!r} must be a date written YYYY-MM-DD"
+                                     + (' or ""' if self.empty else "") + f", not {value!r}") from None
+        if self.kind == "file":
+            text = str(value)
+            if ("/" in text or "\\" in text or text in (".", "..") or text.startswith("~")
+                    or text != text.strip() or not text):
+                raise ParameterError(f"parameter {name!r} must be a plain file name (written inside the run "
+                                     f"folder, beside the report), not {value!r}")
+            if text in RESERVED_FILES:
+                raise ParameterError(f"parameter {name!r}: {text!r} is one of the run's own files "
+                                     f"({', '.join(sorted(RESERVED_FILES))}); choose another name")
+
+
 @dataclass(frozen=True)
 class Parameter:
     name: str
     type: str  # as written in the notebook, e.g. "int", "list[str]", "str | None"
     default: Any
     help: str = ""
+
+    @property
+    def rule(self) -> Rule | None:
+        return Rule.parse(self.help)
 
     @property
     def base(self) -> str:
@@ -67,8 +172,15 @@ class Parameter:
                     value = [v.strip() for v in text.split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 raise ParameterError(f"parameter {self.name!r} ({self.type}): expected a list, got {value!r}")
-            return [self._convert_base(item, v) for v in value]
-        return self._convert_base(base, value)
+            return self._checked([self._convert_base(item, v) for v in value])
+        return self._checked(self._convert_base(base, value))
+
+    def _checked(self, value: Any) -> Any:
+        rule = self.rule
+        if rule is not None:
+            for item in value if isinstance(value, list) else [value]:
+                rule.check(self.name, item)
+        return value
 
     def _convert_base(self, base: str, value: Any) -> Any:
         wrong = ParameterError(f"parameter {self.name!r} ({self.type}): {value!r} is not a valid {base}")

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Any
 
 from .html import export_html
 from .index import write_index
+from .needs import Needs, RunPlan, plan_run
 from .notebook import collect_results
 from .params import Parameter, ParameterError, notebook_parameters, resolve
 
@@ -37,9 +39,10 @@ VERSIONED_PACKAGES = ("pco", "pandas", "numpy", "scipy", "statsmodels", "lifelin
 class ReportError(Exception):
     """A report cannot be run (unknown report, bad data, unwritable output); exit code in ``code``."""
 
-    def __init__(self, message: str, code: int = 1):
+    def __init__(self, message: str, code: int = 1, skipped: bool = False):
         super().__init__(message)
         self.code = code
+        self.skipped = skipped  # the data lacks a table the report needs: run-all skips it
 
 
 def notebooks_dir() -> Path:
@@ -115,21 +118,66 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _check_data(data_dir: Path | str) -> tuple[str, str]:
-    """Validate the data folder before any kernel starts; return its fingerprint and the period it covers."""
-    from ..data.checks import check_source
+def _open_data(data: Path | str):
+    """The data source behind a data folder, a mapping file or ``env:NAME``."""
     from ..data.source import DataError, connect
-    from ..data.summaries import observed_period
 
     try:
-        source = connect(data_dir)
+        return connect(data)
     except DataError as exc:
-        raise ReportError(f"the data in {data_dir} cannot be read: {exc}", code=1) from None
-    report = check_source(source, location=str(data_dir))
+        raise ReportError(f"the data in {data} cannot be read: {exc}", code=1) from None
+
+
+def _validate(source, where: str) -> tuple[str, str]:
+    """Validate the data before any kernel starts; return its fingerprint and the period it covers."""
+    from ..data.checks import check_source
+    from ..data.summaries import observed_period
+
+    report = check_source(source, location=where)
     if not report.ok:
-        raise ReportError(f"the data in {data_dir} did not pass validation:\n{report.summary()}", code=1)
+        raise ReportError(f"the data in {where} did not pass validation:\n{report.summary()}", code=1)
     first, last = observed_period(source)
     return source.fingerprint(), f"{first:%d %b %Y} – {last:%d %b %Y}"
+
+
+STALE_AFTER_S = 24 * 3600  # a staging folder of unknown owner older than this is left over
+
+
+def _stale(staging: Path) -> bool:
+    """Whether a staging folder was left by a run that is no longer running (killed, machine rebooted)."""
+    try:
+        host, pid = (staging / ".owner").read_text().split()
+        if host == platform.node():
+            os.kill(int(pid), 0)  # raises when the process is gone
+            return False
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        pass  # no owner file, another machine, or no permission to signal: judge by age
+    try:
+        return time.time() - staging.stat().st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
+
+
+def _clean_staging(report_dir: Path, log: Callable[[str], None]) -> None:
+    for staging in report_dir.glob(".tmp-*"):
+        if staging.is_dir() and _stale(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            log(f"removed {staging.name}, left by a run that did not finish")
+
+
+def _add_results(results: dict, notes: list[str], null_results: list[str]) -> dict:
+    """results.json with the runner's notes first and a null for every result of a part left out."""
+    for key in null_results:
+        target = results
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target.setdefault(leaf, None)
+    if notes or results.get("notes"):
+        results["notes"] = notes + results.pop("notes", [])
+    return results
 
 
 def run_report(
@@ -151,9 +199,6 @@ def run_report(
     :class:`~pco_lib.report.params.ParameterError` before any kernel starts. A notebook that raises gives a
     published run with status ``failed``; earlier runs are never touched.
     """
-    import nbformat
-    import papermill as pm
-
     from ..data.source import CONNECTION_PREFIX
 
     notebook = report_notebook(report, nb_dir)
@@ -166,25 +211,34 @@ def run_report(
         except PseudonymError as exc:
             raise ReportError(str(exc), code=2) from None
     schema = notebook_parameters(notebook)
-    values = resolve(schema, params or {}, report=report)
+    params = dict(params or {})
     names = {p.name for p in schema}
     if data_dir is not None:
         if "data_dir" not in names:
             raise ParameterError(f"{report} does not read a data folder (it has no data_dir parameter)")
-        values["data_dir"] = (str(data_dir) if str(data_dir).startswith(CONNECTION_PREFIX)
+        if "data_dir" in params:
+            raise ParameterError("the data is given twice (--data and -p data_dir): give one")
+        params["data_dir"] = (str(data_dir) if str(data_dir).startswith(CONNECTION_PREFIX)
                               else str(Path(data_dir).resolve()))
+    values = resolve(schema, params, report=report)
     full = {p.name: p.default for p in schema} | values
 
     fingerprint = period = None
+    plan = RunPlan()
     if "data_dir" in full:
-        if str(full["data_dir"]).startswith(CONNECTION_PREFIX):  # env:NAME, a database (URL in the environment)
-            fingerprint, period = _check_data(full["data_dir"])
-        else:
-            data_path = Path(full["data_dir"])
+        where = str(full["data_dir"])
+        if not where.startswith(CONNECTION_PREFIX):  # a folder or mapping file; env:NAME names a database
+            data_path = Path(where)
             if not data_path.is_absolute():
                 data_path = (notebook.parent / data_path).resolve()
-                values["data_dir"] = full["data_dir"] = str(data_path)
-            fingerprint, period = _check_data(data_path)
+            values["data_dir"] = full["data_dir"] = where = str(data_path)
+        source = _open_data(where)
+        plan = plan_run(report, Needs.of_notebook(notebook), schema, full, set(params), source, where)
+        if plan.missing:
+            raise ReportError(plan.missing, code=1, skipped=True)
+        fingerprint, period = _validate(source, where)
+        del source
+    used = {**values, **plan.values}  # what the kernel gets; the manifest keeps what was asked
 
     out_dir = Path(out_dir).resolve()  # absolute: Papermill changes the working directory while it runs
     report_dir = out_dir / report
@@ -195,11 +249,30 @@ def run_report(
         probe.unlink()
     except OSError as exc:
         raise ReportError(f"cannot write reports to {out_dir}: {exc.strerror or exc}", code=1) from None
+    _clean_staging(report_dir, log)
 
     started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     staging = report_dir / f".tmp-{run_id}"
-    staging.mkdir()
+    try:
+        staging.mkdir()
+        (staging / ".owner").write_text(f"{platform.node()} {os.getpid()}\n")
+        return _execute(report, notebook, staging, used, full, plan, fingerprint, period, started, salt,
+                        progress, log)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ReportError(f"cannot write the report to {report_dir}: {exc.strerror or exc}; nothing was "
+                          "published and earlier runs are unchanged", code=1) from None
+
+
+def _execute(report, notebook, staging, values, full, plan, fingerprint, period, started, salt, progress,
+             log) -> RunResult:
+    """Execute the notebook in ``staging``, write the HTML, results.json and manifest.json, and publish the
+    folder by renaming it. An OSError (disk full, output folder gone) propagates to :func:`run_report`."""
+    import nbformat
+    import papermill as pm
+
+    run_id = staging.name.removeprefix(".tmp-")
     executed = staging / "report.ipynb"
     t0 = time.perf_counter()
     status, error = "succeeded", None
@@ -212,6 +285,8 @@ def run_report(
     except pm.PapermillExecutionError as exc:
         status = "failed"
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+    except OSError:
+        raise
     except Exception as exc:  # kernel died, notebook unreadable, ...
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
@@ -231,16 +306,23 @@ def run_report(
         "versions": _versions(),
         "platform": platform.platform(),
     }
+    if plan.values:
+        manifest["parameters_used"] = dict(plan.values)
+    if plan.notes:
+        manifest["notes"] = list(plan.notes)
     results = {}
     if executed.exists():
         try:
             results = collect_results(nbformat.read(str(executed), as_version=4))
             if results.get("parameters_used"):
-                manifest["parameters_used"] = results["parameters_used"]
+                manifest["parameters_used"] = {**manifest.get("parameters_used", {}), **results["parameters_used"]}
             export_html(executed, staging / "report.html", manifest)
+        except OSError:
+            raise
         except Exception as exc:  # keep the run debuggable even if export fails
             if manifest["status"] == "succeeded":
                 manifest["status"], manifest["error"] = "failed", f"HTML export failed: {exc}"
+    results = _add_results(results, plan.notes, plan.null_results)
     status, error = manifest["status"], manifest["error"]
     if salt is not None:
         from ..data.privacy import pseudonymize_csv_files
@@ -248,8 +330,9 @@ def run_report(
         manifest["pseudonymized"] = pseudonymize_csv_files(staging, salt)
     _write_json(staging / "results.json", results)
     _write_json(staging / "manifest.json", manifest)
-    final = report_dir / run_id
+    (staging / ".owner").unlink()
+    final = staging.parent / run_id
     os.rename(staging, final)  # atomic publish
-    write_index(out_dir)
+    write_index(staging.parent.parent)
     log(f"{report}: {status} in {duration:.1f}s -> {final / 'report.html'}")
     return RunResult(report, run_id, status, final, duration, error, results)
