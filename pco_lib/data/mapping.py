@@ -266,7 +266,8 @@ def _create_file_views(con, mapping_path: Path, tm: TableMapping, paths: list[Pa
             con.raw_sql(f"CREATE TABLE {src} AS SELECT * FROM {_csv_relation(con, tm, files)}")
             row_number, internal = "rowid + 1", set()
         else:
-            con.raw_sql(f"CREATE TABLE {src} AS {_whitespace_sql(mapping_path, tm, paths, files)}")
+            width = _create_whitespace_table(con, src, mapping_path, tm, paths, files)
+            _check_field_counts(con, src, width, shown)
             row_number, internal = "rowid + 1", set()
         present = [(n, t) for n, t in _describe(con, src) if n not in internal]
     except DataError:
@@ -312,20 +313,33 @@ def _csv_relation(con, tm: TableMapping, files: str) -> str:
     return f"read_csv({files}, {', '.join(options)})"
 
 
-def _whitespace_sql(mapping_path: Path, tm: TableMapping, paths: list[Path], files: str) -> str:
-    """Fields separated by any run of spaces or tabs, leading and trailing blanks ignored; every field text."""
+def _create_whitespace_table(con, src: str, mapping_path: Path, tm: TableMapping, paths: list[Path],
+                             files: str) -> int:
+    """Fields separated by any run of spaces or tabs, leading and trailing blanks ignored, blank lines skipped;
+    every field text. Returns the number of names (columns)."""
     names = list(tm.names or [])
     if not names and tm.header:
         with open(paths[0], encoding="utf-8", errors="replace") as fh:
             names = next((line.split() for line in fh if line.strip()), [])
-    lines = (f"read_csv({files}, columns={{'line': 'VARCHAR'}}, delim=E'\\x01', quote='', escape='', "
-             f"header=false, skip={1 if tm.header else 0})")
-    split = "regexp_split_to_array(trim(line, E' \\t\\r'), E'[ \\t]+')"
-    rows = f"SELECT {split} AS f FROM {lines} WHERE trim(line, E' \\t\\r') <> ''"
     if not names:
         raise _fail(mapping_path, f"tables.{tm.name}", "header: false needs names: [the columns, in order]")
+    lines = (f"read_csv({files}, columns={{'line': 'VARCHAR'}}, delim=E'\\x01', quote='', escape='', "
+             f"strict_mode=false, header=false, skip={1 if tm.header else 0})")
+    blank = "trim(line, E' \\t\\r')"
+    rows = f"SELECT regexp_split_to_array({blank}, E'[ \\t]+') AS f FROM {lines} WHERE {blank} <> ''"
     fields = ", ".join(f"f[{i + 1}] AS {_quote(n)}" for i, n in enumerate(names))
-    return f"SELECT {fields} FROM ({rows}) WHERE len(f) > 0"
+    con.raw_sql(f"CREATE TABLE {src} AS SELECT {fields}, len(f) AS __pco_fields FROM ({rows})")
+    return len(names)
+
+
+def _check_field_counts(con, src: str, width: int, shown) -> None:
+    """A line with more or fewer fields than there are names means the names (or the file) are wrong."""
+    bad = con.raw_sql(f"SELECT count(*), min(rowid) + 1, arg_min(__pco_fields, rowid) FROM {src} "
+                      f"WHERE __pco_fields <> {width}").fetchone()
+    if bad[0]:
+        raise DataError(f"{shown}: {bad[0]:,} line(s) do not have {width} fields like the names (e.g. data line "
+                        f"{bad[1]:,} has {bad[2]})")
+    con.raw_sql(f"ALTER TABLE {src} DROP COLUMN __pco_fields")
 
 
 def _timestamp_sql(column: str, stored: str, tm: TableMapping) -> str:
