@@ -161,7 +161,7 @@ def _table_mapping(path: Path, where: str, name: str, entry, connection: str | N
     names = entry.get("names")
     return TableMapping(name=name, file=entry.get("file"), table=entry.get("table"),
                         from_orders=bool(entry.get("from_orders")), format=fmt,
-                        header=entry.get("header", True) if entry.get("header") is not None else True,
+                        header=entry.get("header") is not False,
                         names=tuple(str(n) for n in names) if names else None, delimiter=entry.get("delimiter"),
                         columns=dict(columns), date_format=entry.get("date_format"), time_zone=zone)
 
