@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one report")
     p.add_argument("report")
-    p.add_argument("--data", default=None, help="data folder (default: the report's data_dir, data/sample)")
+    p.add_argument("--data", default=None,
+                   help="data folder, mapping file (.yml) or env:NAME (default: the report's data_dir, data/sample)")
     p.add_argument("--out", default="reports", help="reports folder (default: reports)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="set a report parameter (repeatable)")
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="check or generate data").add_subparsers(dest="data_command",
                                                                                 required=True)
-    p = data.add_parser("check", help="validate a data folder")
+    p = data.add_parser("check", help="validate a data folder or mapping file (.yml)")
     p.add_argument("dir")
     p.set_defaults(func=cmd_data_check)
     p = data.add_parser("sample", help="generate the sample business")

@@ -2,10 +2,12 @@
 engine summaries several reports share (:mod:`.summaries`), validation (:mod:`.checks`), the synthetic sample
 business (:mod:`.sample`) and the privacy rules (:mod:`.privacy`).
 
-``from pco_lib import data; source = data.connect("data/sample")`` is the way in; ``checks``, ``sample`` and
-``privacy`` are imported as submodules where they are needed.
+``from pco_lib import data; source = data.connect("data/sample")`` is the way in (``data.connect("mapping.yml")``
+reads a raw export through a mapping file, :mod:`.mapping`); ``checks``, ``sample`` and ``privacy`` are imported
+as submodules where they are needed.
 """
 
+from .mapping import MappedSource, connect_mapping, is_mapping_file, read_mapping  # noqa: F401  (registers .yml)
 from .model import (  # noqa: F401
     BOOL,
     FILE_SUFFIXES,

@@ -177,6 +177,9 @@ def connection_from_environment(spec: str):
         raise DataError(f"data source {spec!r}: cannot connect ({type(exc).__name__})") from None
 
 
+FILE_OPENERS: dict = {}  # file suffix -> function opening a DataSource from such a file (see .mapping)
+
+
 def connect(
     data_dir: str | Path | None = None,
     con: object | None = None,
@@ -188,9 +191,13 @@ def connect(
       ``raw_NAME`` and a typed view ``NAME``. Files are only read, never written.
     - ``connect(con=ibis.postgres.connect(...))``: the tables already in a user's database, under their
       canonical names or mapped by ``tables``.
+    - ``connect("mapping.yml")``: a raw export read through a mapping file (:mod:`.mapping`).
     - ``connect("env:PCO_WAREHOUSE")``: the same through the connection URL in an environment variable (see
       :func:`connection_from_environment`), which is how a report's ``data_dir`` parameter names a database.
     """
+    opener = FILE_OPENERS.get(Path(str(data_dir)).suffix.lower()) if data_dir is not None and con is None else None
+    if opener is not None:  # a mapping file (.yml) over a raw export: .mapping registers itself here
+        return opener(data_dir)
     if data_dir is not None and str(data_dir).startswith(CONNECTION_PREFIX):
         con, tables = connection_from_environment(str(data_dir)), tables
     if con is not None:
