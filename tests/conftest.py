@@ -18,6 +18,32 @@ def tiny_sample(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def minimal_data(tiny_sample, tmp_path_factory) -> Path:
+    """The tiny sample cut down to what the data model requires: customers (customer_id, converted_at) and
+    orders (order_id, customer_id, ordered_at, revenue), nothing else."""
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("data") / "minimal"
+    out.mkdir()
+    pd.read_parquet(tiny_sample / "customers.parquet", columns=["customer_id", "converted_at"]).to_parquet(
+        out / "customers.parquet", index=False)
+    pd.read_parquet(tiny_sample / "orders.parquet", columns=["order_id", "customer_id", "ordered_at", "revenue"]
+                    ).to_parquet(out / "orders.parquet", index=False)
+    return out
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail the test if Papermill is asked to start a kernel."""
+    import papermill
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", forbidden)
+
+
+@pytest.fixture(scope="session")
 def browser():
     """Headless Chromium (the system's, driven by Playwright), or None when there is none — unless
     PCO_REQUIRE_BROWSER is set (CI), where a missing browser fails."""

@@ -36,17 +36,6 @@ def toy_notebooks(tmp_path, monkeypatch):
     return nb_dir
 
 
-@pytest.fixture
-def no_kernel(monkeypatch):
-    """Fail the test if Papermill is asked to start a kernel."""
-    import papermill
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a kernel was started")
-
-    monkeypatch.setattr(papermill, "execute_notebook", forbidden)
-
-
 def test_collect_results_nests_dotted_keys():
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("")

@@ -70,7 +70,8 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
         "run_date": _when(m["started_at"]) if m.get("started_at") else "",
         "parameters": [(k, _parameter_shown(k, v, m.get("parameters_used", {})))
                        for k, v in m.get("parameters", {}).items()],
-        "notes": m.get("notes", []), "toc": toc, "version": versions.get("pco", ""), "fingerprint": m.get("data_fingerprint"),
+        "notes": m.get("notes", []), "toc": toc, "version": versions.get("pco", ""),
+        "fingerprint": m.get("data_fingerprint"),
         "commit": (m.get("git_commit") or "")[:12] or None,
         "versions": " · ".join(f"{k} {v}" for k, v in versions.items() if k != "pco"),
     }
