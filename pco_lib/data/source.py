@@ -186,11 +186,12 @@ def _sql_string(value: str) -> str:
 def raw_relation(con, path: Path, spec: Table) -> str:
     """DuckDB table function that reads ``path`` as stored.
 
-    CSV: the data model's columns are read as text (so that a bad value is reported by validation rather
-    than failing the read), other columns are sniffed.
+    Parquet: read with ``can_have_nan`` (a writer's min/max statistics leave NaN out; without it DuckDB
+    folds ``isnan`` to false and ``max`` skips NaN). CSV: the data model's columns are read as text (so that
+    a bad value is reported by validation rather than failing the read), other columns are sniffed.
     """
     if path.suffix == ".parquet":
-        return f"read_parquet({_sql_string(str(path))})"
+        return f"read_parquet({_sql_string(str(path))}, can_have_nan=true)"
     header = f"read_csv({_sql_string(str(path))}, header=true, all_varchar=true)"
     present = [r[0] for r in con.raw_sql(f"DESCRIBE SELECT * FROM {header}").fetchall()]
     known = [c.name for c in spec.columns if c.name in present]
