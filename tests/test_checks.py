@@ -128,6 +128,8 @@ CASES = {
                            ("orders", None, "the table is empty", 0)),
     "empty customers table (CSV)": (lambda f: _edit(f, "customers", lambda d: d.iloc[:0], as_csv=True),
                                     ("customers", None, "the table is empty", 0)),
+    "empty customers file": (lambda f: (f / "customers.parquet").write_bytes(b""),
+                             ("customers", None, "the file is empty", 0)),
     "subscription ending before it starts": (lambda f: _edit(f, "subscriptions", _set(
         "ended_at", TS("2024-10-01", tz="UTC"), 1)), ("subscriptions", "ended_at", "ends before it starts", 1)),
     "lead created after conversion": (lambda f: _edit(f, "leads", lambda d: d.assign(created_at=d.created_at.where(
@@ -280,17 +282,22 @@ def test_a_file_given_for_the_folder_says_so(folder, capsys, name):
         connect(folder / name)
 
 
-def test_an_empty_optional_table_is_a_warning_and_counts_as_absent(folder, capsys):
-    _edit(folder, "events", lambda d: d.iloc[:0])
+@pytest.mark.parametrize("file", ["events.parquet", "events.csv"])
+def test_an_empty_optional_table_is_a_warning_and_counts_as_absent(folder, capsys, file):
+    if file.endswith(".csv"):  # not even a header
+        (folder / "events.parquet").unlink()
+        (folder / file).write_bytes(b"")
+    else:
+        _edit(folder, "events", lambda d: d.iloc[:0])
     before = _hashes(folder)
     report = check_folder(folder, now=NOW)
     assert report.ok and report.errors == []
     assert [(p.table, p.file, p.rule) for p in report.warnings] == [
-        ("events", "events.parquet", "the table is empty; it counts as absent")]
+        ("events", file, "the table is empty; it counts as absent")]
     assert "events" not in set(report.tables[report.tables.present].table)
     code, out = _data_check(folder, capsys)
     assert code == 0
-    assert "events.parquet: the table is empty; it counts as absent" in out
+    assert f"{file}: the table is empty; it counts as absent" in out
     assert "not present (optional): events" in out
     assert _hashes(folder) == before
 

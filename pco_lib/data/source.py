@@ -281,20 +281,25 @@ def _add_file(source: DataSource, name: str, spec: Table, path: Path) -> None:
     """Make the raw view ``raw_NAME`` and the typed view ``NAME`` of the table in ``path``; an empty
     optional table is left out (listed in ``source.empty``)."""
     con, raw = source.con, f"raw_{name}"
+    if path.stat().st_size == 0:  # not even a header
+        if spec.required:
+            raise DataError.of(FileProblem(name, path.name, "the file is empty"))
+        source.files[name] = path
+        source.empty.append(name)
+        return
     try:
-        _check_header(con, name, path)
-        # CSV is parsed once into a table (DuckDB would otherwise push our TRY_CASTs into the reader,
-        # which then fails on a bad value instead of returning NULL); Parquet stays a view.
-        kind = "VIEW" if path.suffix == ".parquet" else "TABLE"
+        stored = _stored_columns(con, path)
+    except Exception as exc:  # duckdb and pyarrow raise many types; the message is what matters
+        raise _unreadable(name, path, exc) from None
+    _check_names(name, path, stored)
+    # CSV is parsed once into a table (DuckDB would otherwise push our TRY_CASTs into the reader, which
+    # then fails on a bad value instead of returning NULL); Parquet stays a view.
+    kind = "VIEW" if path.suffix == ".parquet" else "TABLE"
+    try:
         con.raw_sql(f"CREATE {kind} {_quote(raw)} AS SELECT * FROM {raw_relation(con, path, spec)}")
         present = [r[0] for r in con.raw_sql(f"DESCRIBE {_quote(raw)}").fetchall()]
-    except DataError:
-        raise
-    except Exception as exc:  # duckdb and pyarrow raise many types; the message is what matters
-        bad_line = _first_bad_utf8_line(path) if path.suffix == ".csv" else None
-        rule = (f"not UTF-8 text (first bad byte at line {bad_line:,}); save it as UTF-8" if bad_line
-                else f"cannot be read ({str(exc).splitlines()[0]})")
-        raise DataError.of(FileProblem(name, path.name, rule)) from None
+    except Exception as exc:
+        raise _unreadable(name, path, exc) from None
     source.files[name] = path
     if not spec.required and not con.raw_sql(f"SELECT 1 FROM {_quote(raw)} LIMIT 1").fetchall():
         con.raw_sql(f"DROP {kind} {_quote(raw)}")
@@ -304,6 +309,15 @@ def _add_file(source: DataSource, name: str, spec: Table, path: Path) -> None:
     select = f"SELECT * REPLACE ({', '.join(replace)})" if replace else "SELECT *"
     con.raw_sql(f"CREATE VIEW {_quote(name)} AS {select} FROM {_quote(raw)}")
     source.names[name] = raw
+
+
+def _unreadable(name: str, path: Path, exc: Exception) -> DataError:
+    """The problem of a file the engine cannot read: its encoding when a CSV is not UTF-8, else the first
+    line of the engine's message (later lines may quote the file)."""
+    bad_line = _first_bad_utf8_line(path) if path.suffix == ".csv" else None
+    rule = (f"not UTF-8 text (first bad byte at line {bad_line:,}); save it as UTF-8" if bad_line
+            else f"cannot be read ({str(exc).splitlines()[0]})")
+    return DataError.of(FileProblem(name, path.name, rule))
 
 
 def _typed_sql(column: Column) -> str:
@@ -316,15 +330,18 @@ def _typed_sql(column: Column) -> str:
     return f"TRY_CAST({name} AS {_SQL_TYPES[column.kind]})"
 
 
-def _check_header(con, name: str, path: Path) -> None:
-    """Raise when a column name appears more than once in the file (DuckDB would rename the second one)."""
+def _stored_columns(con, path: Path) -> list[str]:
+    """The column names as the file stores them (DuckDB would rename a repeated one: revenue_1)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        columns = pq.read_schema(path).names
-    else:
-        first = f"read_csv({_sql_string(str(path))}, header=false, all_varchar=true)"
-        columns = [c for c in con.raw_sql(f"SELECT * FROM {first} LIMIT 1").fetchone() or () if c is not None]
+        return pq.read_schema(path).names
+    first = f"read_csv({_sql_string(str(path))}, header=false, all_varchar=true)"
+    return [c for c in con.raw_sql(f"SELECT * FROM {first} LIMIT 1").fetchone() or () if c is not None]
+
+
+def _check_names(name: str, path: Path, columns: list[str]) -> None:
+    """Raise when a column name appears more than once in the file (ignoring case, as DuckDB does)."""
     spellings: dict[str, list[str]] = {}
     for column in columns:
         spellings.setdefault(column.lower(), []).append(column)
