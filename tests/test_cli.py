@@ -37,6 +37,17 @@ def test_data_check_on_a_missing_folder_exits_1(tmp_path, capsys):
     assert "nowhere" in captured.out + captured.err
 
 
+def test_a_report_on_a_folder_with_two_files_for_a_table_exits_1_before_running(tiny_sample, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_sample, bad)
+    shutil.copy(bad / "orders.parquet", bad / "orders.csv")
+    out = tmp_path / "reports"
+    assert main(["run", "data_overview", "--data", str(bad), "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be read: orders: both orders.csv and orders.parquet are present; keep one" in err
+    assert "Traceback" not in err and not any(out.rglob("manifest.json"))
+
+
 def test_sample_if_missing_does_not_regenerate(tiny_sample, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in tiny_sample.iterdir()}
     assert main(["data", "sample", "--out", str(tiny_sample), "--if-missing"]) == 0

@@ -1,5 +1,7 @@
 """Reading the canonical tables: Parquet, CSV and a user's own Ibis connection give the same typed data."""
 
+import shutil
+
 import ibis
 import pandas as pd
 import pytest
@@ -51,3 +53,13 @@ def test_errors_name_the_problem(tmp_path):
         connect(tmp_path / "nowhere")
     with pytest.raises(KeyError, match="unknown table 'sessions'"):
         connect(tmp_path).table("sessions")
+
+
+def test_an_empty_optional_table_counts_as_absent(tiny_sample, tmp_path):
+    for name in ["customers", "orders"]:
+        shutil.copy(tiny_sample / f"{name}.parquet", tmp_path)
+    pd.read_parquet(tiny_sample / "events.parquet").iloc[:0].to_parquet(tmp_path / "events.parquet")
+    source = connect(tmp_path)
+    assert source.has("orders") and source.has("events") is False and source.empty == ["events"]
+    with pytest.raises(DataError, match="table 'events' not found"):
+        source.table("events")

@@ -25,6 +25,7 @@ from .source import (  # noqa: F401
     MISSING,
     DataError,
     DataSource,
+    FileProblem,
     calendar_day,
     connect,
     connection_from_environment,

@@ -37,6 +37,9 @@ AFTER_CONVERSION = {
 }
 
 
+FOLDER = "-"  # the table of a problem with the whole data folder
+
+
 @dataclass(frozen=True)
 class Problem:
     """One broken rule."""
@@ -50,12 +53,12 @@ class Problem:
     severity: str = "error"  # "error" stops a report; "warning" is shown in it
 
     def __str__(self) -> str:
-        where = self.file or f"table {self.table}"
+        where = self.file or (f"table {self.table}" if self.table != FOLDER else "")
         column = f": column {self.column}" if self.column else ""
         count = f" ({self.rows:,} row{'s' if self.rows != 1 else ''}" if self.rows else ""
         examples = f", e.g. {', '.join(self.examples)}" if self.examples else ""
         tail = f"{count}{examples})" if count else ""
-        return f"{where}{column}: {self.rule}{tail}"
+        return f"{where}{column}: {self.rule}{tail}" if where else f"{self.rule}{tail}"
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class _Checker:
 
     def schema(self) -> None:
         for name, spec in TABLES.items():
+            if name in self.source.empty:
+                self.add(name, None, "the table is empty; it counts as absent", severity="warning")
+                continue
             if not self.source.has(name):
                 if spec.required:
                     where = self.source.data_dir or "the connection"
@@ -164,13 +170,17 @@ class _Checker:
                     what = ("unparseable timestamp" if col.kind == TIMESTAMP
                             else f"wrong type: expected {_KIND_WORDS[col.kind]}")
                     self.rule(name, col.name, what, bad, [col.name])
+                keys = [c for c in spec.key if c in present and c != col.name][:2]
+                if col.kind == FLOAT:
+                    self.rule(name, col.name, f"{col.name} must be a finite number",
+                              typed.filter(typed[col.name].isnan() | typed[col.name].isinf()), [*keys, col.name])
                 if not col.nullable:
-                    shown = [c for c in spec.key if c in present and c != col.name][:2] or [col.name]
                     self.rule(name, col.name, "empty value where one is required",
-                              raw.filter(raw[col.name].isnull()), shown)
+                              raw.filter(_empty(raw[col.name])), keys or [col.name])
             key = DUPLICATE_KEYS.get(name, ())
             if key and set(key) <= present:
-                groups = typed.group_by(list(key)).aggregate(n=typed.count())
+                keyed = typed.filter(*[typed[c].notnull() for c in key])  # empty keys are reported above
+                groups = keyed.group_by(list(key)).aggregate(n=keyed.count())
                 dup = groups.filter(groups.n > 1)
                 rows = int(dup.n.sum().to_pandas() or 0) if int(dup.count().to_pandas()) else 0
                 if rows:
@@ -180,21 +190,23 @@ class _Checker:
 
     def values(self) -> None:
         t = self._typed
+        # non-finite values are reported by the schema rules, so -inf is not "negative" as well
         if self.has("orders", "revenue"):
             o = t("orders")
-            self.rule("orders", "revenue", "negative revenue", o.filter(o.revenue < 0), ["order_id", "revenue"]
-                      if self.has("orders", "order_id") else ["revenue"])
+            self.rule("orders", "revenue", "negative revenue", o.filter((o.revenue < 0) & ~o.revenue.isinf()),
+                      ["order_id", "revenue"] if self.has("orders", "order_id") else ["revenue"])
         if self.has("subscriptions", "mrr"):
             s = t("subscriptions")
-            self.rule("subscriptions", "mrr", "negative mrr", s.filter(s.mrr < 0), ["customer_id", "mrr"])
+            self.rule("subscriptions", "mrr", "negative mrr", s.filter((s.mrr < 0) & ~s.mrr.isinf()),
+                      ["customer_id", "mrr"])
         if self.has("subscriptions", "started_at", "ended_at"):
             s = t("subscriptions")
             self.rule("subscriptions", "ended_at", "subscription ends before it starts",
                       s.filter(s.ended_at < s.started_at), ["customer_id", "started_at", "ended_at"])
         if self.has("experiments", "weight"):
             e = t("experiments")
-            self.rule("experiments", "weight", "weight must be greater than 0", e.filter(e.weight <= 0),
-                      ["experiment_id", "variant", "weight"])
+            self.rule("experiments", "weight", "weight must be greater than 0",
+                      e.filter((e.weight <= 0) & ~e.weight.isinf()), ["experiment_id", "variant", "weight"])
         if self.has("experiments", "experiment_id", "is_control"):
             e = t("experiments")
             per = e.group_by("experiment_id").aggregate(controls=e.is_control.cast("int64").sum())
@@ -252,8 +264,9 @@ class _Checker:
                       per.filter(per.variants > 1), ["experiment_id", "customer_id"])
             if self.has("experiments", "experiment_id", "variant"):
                 e = self._typed("experiments").select("experiment_id", "variant").distinct()
+                named = a.filter(a.experiment_id.notnull() & a.variant.notnull())
                 self.rule("assignments", "variant", "experiment and variant not listed in experiments",
-                          a.anti_join(e, ["experiment_id", "variant"]), ["experiment_id", "variant"])
+                          named.anti_join(e, ["experiment_id", "variant"]), ["experiment_id", "variant"])
 
     def _typed(self, name: str) -> ibis.Table:
         return self.source.table(name)
@@ -273,6 +286,11 @@ def _unparseable(raw: ibis.Table, column: str, kind: str) -> ibis.Table | None:
     if fits:
         return None
     return raw.filter(raw[column].notnull() & raw[column].try_cast(_TRY_TYPES[kind]).isnull())
+
+
+def _empty(stored: ibis.Value) -> ibis.BooleanValue:
+    """NULL, or text that is blank."""
+    return stored.isnull() | (stored.strip() == "") if stored.type().is_string() else stored.isnull()
 
 
 def _fmt(value) -> str:
@@ -306,9 +324,11 @@ def check_source(source: DataSource, now: dt.datetime | None = None, location: s
 
 
 def check_folder(data_dir: str | Path, now: dt.datetime | None = None) -> CheckReport:
-    """Validate a data folder; a missing folder or unreadable file is a problem, not an exception."""
+    """Validate a data folder; a missing folder or unreadable files are problems, not an exception."""
     try:
         source = connect(data_dir)
     except DataError as exc:
-        return CheckReport((Problem("-", str(data_dir), None, str(exc), 0),), location=str(data_dir))
+        problems = [Problem(p.table, p.file, p.column, p.rule, 0) for p in exc.problems]
+        return CheckReport(tuple(problems) or (Problem(FOLDER, None, None, str(exc), 0),),
+                           location=str(data_dir))
     return check_source(source, now=now, location=str(data_dir))

@@ -10,6 +10,7 @@ as late as possible, so the heavy work runs where the data lives.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import hashlib
 import json
@@ -19,11 +20,34 @@ from pathlib import Path
 import ibis
 import pandas as pd
 
-from .model import BOOL, FILE_SUFFIXES, FLOAT, ID, INT, STRING, TABLES, TIMESTAMP, Table
+from .model import BOOL, FILE_SUFFIXES, FLOAT, ID, INT, STRING, TABLES, TIMESTAMP, Column, Table
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file of a data folder that cannot be read as a table (found before any row is checked)."""
+
+    table: str
+    file: str | None  # the file's name; None when the problem is the table's (two files for it)
+    rule: str
+    column: str | None = None
+
+    def __str__(self) -> str:
+        column = f": column {self.column}" if self.column else ""
+        return f"{self.file or self.table}{column}: {self.rule}"
 
 
 class DataError(Exception):
-    """Input data cannot be used; the message says which file and why."""
+    """Input data cannot be used; the message says which file and why (``problems``: one per file, when
+    a data folder has files that cannot be read)."""
+
+    def __init__(self, message: str, problems: tuple[FileProblem, ...] = ()):
+        super().__init__(message)
+        self.problems = problems
+
+    @classmethod
+    def of(cls, *problems: FileProblem) -> DataError:
+        return cls("\n".join(map(str, problems)), problems)
 
 
 MISSING = "(missing)"  # the label of a missing group value, in every report
@@ -53,13 +77,35 @@ def calendar_day(value, name: str, error: type[Exception] = ValueError) -> dt.da
 
 
 def table_file(data_dir: str | Path, name: str) -> Path | None:
-    """The file that holds table ``name`` in ``data_dir`` (Parquet preferred over CSV), or None."""
+    """The file that holds table ``name`` in ``data_dir`` (``NAME.parquet`` or ``NAME.csv``), or None.
+
+    Raises :class:`DataError` when both are present, when the file is a link that leaves the folder (it is
+    not read) or when it is a folder.
+    """
     data_dir = Path(data_dir)
-    for suffix in FILE_SUFFIXES:
-        path = data_dir / f"{name}{suffix}"
-        if path.is_file():
-            return path
-    return None
+    found = [data_dir / f"{name}{suffix}" for suffix in FILE_SUFFIXES
+             if (data_dir / f"{name}{suffix}").is_symlink() or (data_dir / f"{name}{suffix}").exists()]
+    if len(found) > 1:
+        names = " and ".join(p.name for p in sorted(found))
+        raise DataError.of(FileProblem(name, None, f"both {names} are present; keep one"))
+    if not found:
+        return None
+    path = found[0]
+    if path.is_symlink() and _leaves(path, data_dir):
+        raise DataError.of(FileProblem(name, path.name, "a link to a file outside the data folder; copy the "
+                                                        "file in instead"))
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "a link to a file that does not exist"
+        raise DataError.of(FileProblem(name, path.name, what))
+    return path
+
+
+def _leaves(link: Path, folder: Path) -> bool:
+    """Whether ``link`` points outside ``folder`` (a loop of links counts as pointing nowhere)."""
+    try:
+        return not link.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 @dataclass
@@ -68,13 +114,15 @@ class DataSource:
 
     Build one with :func:`connect`. ``table(name)`` returns an Ibis table expression with the canonical
     column types (ids as strings, timestamps as naive UTC, revenue as float); ``raw_table(name)`` returns
-    the table as stored, for validation. Nothing is read until a result is executed.
+    the table as stored, for validation. Nothing is read until a result is executed. An optional table
+    whose file has no rows counts as absent (``has`` is False); its name is in ``empty``.
     """
 
     con: object
     names: dict[str, str] = field(default_factory=dict)  # canonical name -> raw name in the connection
     data_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    empty: list[str] = field(default_factory=list)  # optional tables whose file has no rows: left out
 
     def has(self, name: str) -> bool:
         return name in self.names
@@ -115,11 +163,15 @@ _SQL_TYPES = {ID: "VARCHAR", STRING: "VARCHAR", TIMESTAMP: "TIMESTAMP", FLOAT: "
 
 
 def _typed(raw: ibis.Table, spec: Table) -> ibis.Table:
-    """Cast the known columns of ``raw`` to their canonical Ibis types (for user connections)."""
+    """Cast the known columns of ``raw`` to their canonical Ibis types (for user connections); blank text
+    is empty (NULL)."""
     casts = {}
     for col in spec.columns:
         if col.name in raw.columns:
-            casts[col.name] = raw[col.name].cast(_IBIS_TYPES[col.kind])
+            value = raw[col.name].cast(_IBIS_TYPES[col.kind])
+            if col.kind in (ID, STRING):  # blank text is empty, as in a data folder
+                value = (value.strip() == "").ifelse(ibis.null("string"), value)
+            casts[col.name] = value
     return raw.mutate(**casts)
 
 
@@ -134,11 +186,12 @@ def _sql_string(value: str) -> str:
 def raw_relation(con, path: Path, spec: Table) -> str:
     """DuckDB table function that reads ``path`` as stored.
 
-    CSV: the data model's columns are read as text (so that a bad value is reported by validation rather
-    than failing the read), other columns are sniffed.
+    Parquet: read with ``can_have_nan`` (a writer's min/max statistics leave NaN out; without it DuckDB
+    folds ``isnan`` to false and ``max`` skips NaN). CSV: the data model's columns are read as text (so that
+    a bad value is reported by validation rather than failing the read), other columns are sniffed.
     """
     if path.suffix == ".parquet":
-        return f"read_parquet({_sql_string(str(path))})"
+        return f"read_parquet({_sql_string(str(path))}, can_have_nan=true)"
     header = f"read_csv({_sql_string(str(path))}, header=true, all_varchar=true)"
     present = [r[0] for r in con.raw_sql(f"DESCRIBE SELECT * FROM {header}").fetchall()]
     known = [c.name for c in spec.columns if c.name in present]
@@ -207,32 +260,120 @@ def connect(
     if data_dir is None:
         raise ValueError("give a data folder or an Ibis connection")
     data_dir = Path(data_dir)
+    if data_dir.is_file():
+        if data_dir.suffix.lower() in MAPPING_SUFFIXES:  # the place of mapping files over a raw export
+            raise DataError(f"{data_dir} is a mapping file; this version reads data folders only")
+        raise DataError(f"{data_dir} is a file, not a data folder; give the folder that holds it "
+                        f"({data_dir.parent})")
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
-    con = ibis.duckdb.connect()
-    names, files = {}, {}
+    source = DataSource(con=ibis.duckdb.connect(), data_dir=data_dir)
+    problems: list[FileProblem] = []
     for name, spec in TABLES.items():
-        path = table_file(data_dir, name)
-        if path is None:
-            continue
-        raw = f"raw_{name}"
         try:
-            # CSV is parsed once into a table (DuckDB would otherwise push our TRY_CASTs into the reader,
-            # which then fails on a bad value instead of returning NULL); Parquet stays a view.
-            kind = "VIEW" if path.suffix == ".parquet" else "TABLE"
-            con.raw_sql(f"CREATE {kind} {_quote(raw)} AS SELECT * FROM {raw_relation(con, path, spec)}")
-            present = [r[0] for r in con.raw_sql(f"DESCRIBE {_quote(raw)}").fetchall()]
-        except Exception as exc:  # duckdb raises many types; the message is what matters
-            raise DataError(f"{path}: cannot be read ({str(exc).splitlines()[0]})") from None
-        replace = [
-            f"TRY_CAST({_quote(c.name)} AS {_SQL_TYPES[c.kind]}) AS {_quote(c.name)}"
-            if c.kind != TIMESTAMP
-            else f"CAST(TRY_CAST({_quote(c.name)} AS TIMESTAMPTZ) AS TIMESTAMP) AS {_quote(c.name)}"
-            for c in spec.columns
-            if c.name in present
-        ]
-        select = f"SELECT * REPLACE ({', '.join(replace)})" if replace else "SELECT *"
-        con.raw_sql(f"CREATE VIEW {_quote(name)} AS {select} FROM {_quote(raw)}")
-        files[name] = path
-        names[name] = raw
-    return DataSource(con=con, names=names, data_dir=data_dir, files=files)
+            path = table_file(data_dir, name)
+            if path is not None:
+                _add_file(source, name, spec, path)
+        except DataError as exc:  # every file is looked at, so that one message lists them all
+            problems += exc.problems
+    if problems:
+        raise DataError.of(*problems)
+    return source
+
+
+MAPPING_SUFFIXES = (".yml", ".yaml")
+
+
+def _add_file(source: DataSource, name: str, spec: Table, path: Path) -> None:
+    """Make the raw view ``raw_NAME`` and the typed view ``NAME`` of the table in ``path``; an empty
+    optional table is left out (listed in ``source.empty``)."""
+    con, raw = source.con, f"raw_{name}"
+    if path.stat().st_size == 0:  # not even a header
+        if spec.required:
+            raise DataError.of(FileProblem(name, path.name, "the file is empty"))
+        source.files[name] = path
+        source.empty.append(name)
+        return
+    try:
+        stored = _stored_columns(con, path)
+    except Exception as exc:  # duckdb and pyarrow raise many types; the message is what matters
+        raise _unreadable(name, path, exc) from None
+    _check_names(name, path, stored)
+    # CSV is parsed once into a table (DuckDB would otherwise push our TRY_CASTs into the reader, which
+    # then fails on a bad value instead of returning NULL); Parquet stays a view.
+    kind = "VIEW" if path.suffix == ".parquet" else "TABLE"
+    try:
+        con.raw_sql(f"CREATE {kind} {_quote(raw)} AS SELECT * FROM {raw_relation(con, path, spec)}")
+        present = [r[0] for r in con.raw_sql(f"DESCRIBE {_quote(raw)}").fetchall()]
+    except Exception as exc:
+        raise _unreadable(name, path, exc) from None
+    source.files[name] = path
+    if not spec.required and not con.raw_sql(f"SELECT 1 FROM {_quote(raw)} LIMIT 1").fetchall():
+        con.raw_sql(f"DROP {kind} {_quote(raw)}")
+        source.empty.append(name)
+        return
+    replace = [f"{_typed_sql(c)} AS {_quote(c.name)}" for c in spec.columns if c.name in present]
+    select = f"SELECT * REPLACE ({', '.join(replace)})" if replace else "SELECT *"
+    con.raw_sql(f"CREATE VIEW {_quote(name)} AS {select} FROM {_quote(raw)}")
+    source.names[name] = raw
+
+
+def _unreadable(name: str, path: Path, exc: Exception) -> DataError:
+    """The problem of a file the engine cannot read: its encoding when a CSV is not UTF-8, else the first
+    line of the engine's message (later lines may quote the file)."""
+    bad_line = _first_bad_utf8_line(path) if path.suffix == ".csv" else None
+    rule = (f"not UTF-8 text (first bad byte at line {bad_line:,}); save it as UTF-8" if bad_line
+            else f"cannot be read ({str(exc).splitlines()[0]})")
+    return DataError.of(FileProblem(name, path.name, rule))
+
+
+def _typed_sql(column: Column) -> str:
+    """The SQL that reads a stored column as its canonical type; blank text is empty (NULL)."""
+    name = _quote(column.name)
+    if column.kind == TIMESTAMP:
+        return f"CAST(TRY_CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    if column.kind in (ID, STRING):
+        return f"CASE WHEN TRIM(TRY_CAST({name} AS VARCHAR)) = '' THEN NULL ELSE TRY_CAST({name} AS VARCHAR) END"
+    return f"TRY_CAST({name} AS {_SQL_TYPES[column.kind]})"
+
+
+def _stored_columns(con, path: Path) -> list[str]:
+    """The column names as the file stores them (DuckDB would rename a repeated one: revenue_1)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    first = f"read_csv({_sql_string(str(path))}, header=false, all_varchar=true)"
+    return [c for c in con.raw_sql(f"SELECT * FROM {first} LIMIT 1").fetchone() or () if c is not None]
+
+
+def _check_names(name: str, path: Path, columns: list[str]) -> None:
+    """Raise when a column name appears more than once in the file (ignoring case, as DuckDB does)."""
+    spellings: dict[str, list[str]] = {}
+    for column in columns:
+        spellings.setdefault(column.lower(), []).append(column)
+    problems = [FileProblem(name, path.name, f"the column name appears {len(same)} times in the file"
+                            + (f" (as {', '.join(same)}: names are compared ignoring case)" if len(set(same)) > 1
+                               else "") + "; rename or drop all but one", column=same[0])
+                for same in spellings.values() if len(same) > 1]
+    if problems:
+        raise DataError.of(*problems)
+
+
+def _first_bad_utf8_line(path: Path) -> int | None:
+    """The line of the first byte that is not UTF-8 in ``path``, or None when the file is UTF-8 text."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            pending = len(decoder.getstate()[0])  # bytes of a character begun in the previous chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return line + chunk.count(b"\n", 0, max(exc.start - pending, 0))
+            line += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return line
+    return None

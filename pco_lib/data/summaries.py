@@ -149,7 +149,7 @@ def table_overview(source: DataSource, only: list[str] | None = None) -> pd.Data
         stats = t.aggregate(**aggs).to_pandas().iloc[0]
         rows.append({"table": name, "present": True, "rows": int(stats["rows"]),
                      "first": stats.get("first"), "last": stats.get("last")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"rows": "Int64"})  # whole numbers even beside an absent table's NA
 
 
 def observed_period(source: DataSource) -> tuple[pd.Timestamp, pd.Timestamp]:
