@@ -261,8 +261,6 @@ def connect(
         raise ValueError("give a data folder or an Ibis connection")
     data_dir = Path(data_dir)
     if data_dir.is_file():
-        if data_dir.suffix.lower() in MAPPING_SUFFIXES:  # the place of mapping files over a raw export
-            raise DataError(f"{data_dir} is a mapping file; this version reads data folders only")
         raise DataError(f"{data_dir} is a file, not a data folder; give the folder that holds it "
                         f"({data_dir.parent})")
     if not data_dir.is_dir():
@@ -279,9 +277,6 @@ def connect(
     if problems:
         raise DataError.of(*problems)
     return source
-
-
-MAPPING_SUFFIXES = (".yml", ".yaml")
 
 
 def _add_file(source: DataSource, name: str, spec: Table, path: Path) -> None:
