@@ -281,6 +281,7 @@ def _execute(report, notebook, staging, values, full, plan, fingerprint, period,
         pm.execute_notebook(
             str(notebook), str(executed), parameters=values, kernel_name="python3", cwd=str(staging),
             progress_bar=progress, log_output=False, report_mode=False,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP without encryption"
         )
     except pm.PapermillExecutionError as exc:
         status = "failed"
