@@ -59,7 +59,7 @@ def _run_one(run, out: str, quiet: bool, pseudonymize: bool = False) -> tuple[st
 
     try:
         result = run_report(run.report, data_dir=run.data, out_dir=out, params=run.parameters, log=_log_to(quiet),
-                            pseudonymize=pseudonymize)
+                            pseudonymize=pseudonymize, name=run.name)
         return run.name, result.status, f"{result.duration_s:.1f}s", result.error or ""
     except ReportError as exc:
         return run.name, "skipped" if exc.skipped else "failed", "-", str(exc).splitlines()[0]

@@ -123,7 +123,14 @@ def test_run_all_goes_on_past_a_failure_and_exits_1(toy_notebooks, tmp_path, cap
     assert main(["run-all", "--schedule", str(schedule), "--out", str(out), "-q"]) == 1
     printed = capsys.readouterr().out
     assert "1 succeeded, 1 failed" in printed
-    assert sorted(r["status"] for r in list_runs(out)) == ["failed", "succeeded"]
+    runs = list_runs(out)
+    assert sorted(r["status"] for r in runs) == ["failed", "succeeded"]
+    assert {r["run_name"]: r["status"] for r in runs} == {"bad": "failed", "good": "succeeded"}
+    index = (out / "index.html").read_text()
+    assert "<a href='#bad'>bad</a>" in index and "<a href='#good'>good</a>" in index  # a row per scheduled run
+    assert "name='viewport'" in index
+    page = (out / next(r for r in runs if r["run_name"] == "good")["folder"] / "report.html").read_text()
+    assert 'href="../../index.html"' in page and 'href="results.json"' in page and 'href="report.ipynb"' in page
 
 
 def test_run_all_runs_side_by_side_without_clobbering(toy_notebooks, tmp_path, capsys, monkeypatch):

@@ -50,6 +50,12 @@ def _parameter_shown(name: str, given: Any, used: dict) -> str:
     return shown
 
 
+def _run_label(manifest: dict) -> str:
+    """How a page and the index name a run: the report, and the experiment it reads (``ab_test · pricing_page``)."""
+    report, experiment = manifest.get("report", ""), manifest.get("parameters", {}).get("experiment_id")
+    return f"{report} · {experiment}" if report and experiment else report
+
+
 def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None) -> None:
     """The executed notebook as one self-contained HTML page without code: nothing is loaded from the network
     (pco's template drops nbconvert's require.js/MathJax/Mermaid scripts; CSS and figures are inlined), with a
@@ -65,16 +71,17 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
     title, toc = _contents(nb)
     versions = m.get("versions", {})
     page = {
-        "report": m.get("report", ""), "run_id": m.get("run_id", ""), "status": m.get("status", ""),
+        "report": _run_label(m), "run_id": m.get("run_id", ""), "status": m.get("status", ""),
         "error": m.get("error"), "period": m.get("data_period", ""),
         "run_date": _when(m["started_at"]) if m.get("started_at") else "",
         "parameters": [(k, _parameter_shown(k, v, m.get("parameters_used", {})))
                        for k, v in m.get("parameters", {}).items()],
-        "notes": m.get("notes", []), "toc": toc, "version": versions.get("pco", ""),
+        "notes": m.get("notes", []), "files": sorted(p.name for p in html_path.parent.glob("*.csv")),
+        "toc": toc, "version": versions.get("pco", ""),
         "fingerprint": m.get("data_fingerprint"),
         "commit": (m.get("git_commit") or "")[:12] or None,
         "versions": " · ".join(f"{k} {v}" for k, v in versions.items() if k != "pco"),
     }
-    nb.metadata["title"] = f"{title} · {m['report']}" if title and m.get("report") else title or m.get("report", "")
+    nb.metadata["title"] = " · ".join(t for t in (_run_label(m), title) if t)
     body, _ = exporter.from_notebook_node(nb, resources={"pco": page})
     html_path.write_text(body, encoding="utf-8")

@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .html import _when
+from .html import _run_label, _when
 
 
 def list_runs(out_dir: str | Path) -> list[dict]:
@@ -60,7 +60,8 @@ table{border-collapse:collapse;width:100%;margin:.5em 0}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #d0d7de;font-size:.92em}
 th{background:#f6f8fa}.succeeded{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
 .skipped{color:#9a6700;font-weight:600}
-.muted{color:#57606a;font-size:.9em}
+.muted{color:#57606a;font-size:.9em}.scroll{overflow-x:auto}
+@media (max-width:600px){body{margin:1em .6em}th,td{padding:4px 6px}}
 """
 
 
@@ -68,45 +69,49 @@ def write_index(out_dir: str | Path) -> Path:
     """Rewrite ``out_dir/index.html`` (atomically) from the published runs' manifests."""
     out_dir = Path(out_dir)
     runs = list_runs(out_dir)
-    by_report: dict[str, list[dict]] = {}
+    by_name: dict[str, list[dict]] = {}  # one entry per scheduled run (its name), or per report run by hand
     for run in runs:
-        by_report.setdefault(run["report"], []).append(run)
+        by_name.setdefault(run.get("run_name") or run["report"], []).append(run)
     esc = html.escape
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>pco reports</title>",
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'><title>pco reports</title>",
         f"<style>{_INDEX_CSS}</style></head><body><h1>pco reports</h1>",
         f"<p class='muted'>Updated {esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))}"
         f" · {len(runs)} run{'s' if len(runs) != 1 else ''}</p>",
-        "<table><tr><th>Report</th><th>Latest run</th><th>Status</th><th>Latest good report</th></tr>",
+        "<div class='scroll'><table><tr><th>Run</th><th>Report</th><th>Latest run</th><th>Status</th>"
+        "<th>Latest good report</th></tr>",
     ]
-    for report, report_runs in sorted(by_report.items()):
-        latest = report_runs[0]
-        good = next((r for r in report_runs if r["status"] == "succeeded"), None)
+    for name, named_runs in sorted(by_name.items()):
+        latest = named_runs[0]
+        good = next((r for r in named_runs if r["status"] == "succeeded"), None)
         good_link = (f"<a href='{esc(good['folder'])}/report.html'>{esc(_when(good['started_at']))}</a>"
                      if good else "<span class='muted'>none yet</span>")
         parts.append(
-            f"<tr><td><a href='#{esc(report)}'>{esc(report)}</a></td><td>{esc(_when(latest['started_at']))}</td>"
+            f"<tr><td><a href='#{esc(name)}'>{esc(name)}</a></td><td>{esc(_run_label(latest))}</td>"
+            f"<td>{esc(_when(latest['started_at']))}</td>"
             f"<td class='{esc(latest['status'])}'>{esc(latest['status'])}</td><td>{good_link}</td></tr>"
         )
     skipped = read_skipped(out_dir)
     for s in skipped:
-        if s.get("report") not in by_report:
-            parts.append(f"<tr><td>{esc(s.get('name', ''))}</td><td>{esc(_when(s.get('at', '')))}</td>"
-                         "<td class='skipped'>skipped</td><td><span class='muted'>none yet</span></td></tr>")
-    parts.append("</table>")
+        if s.get("name") not in by_name:
+            parts.append(f"<tr><td>{esc(s.get('name', ''))}</td><td>{esc(s.get('report', ''))}</td>"
+                         f"<td>{esc(_when(s.get('at', '')))}</td><td class='skipped'>skipped</td>"
+                         "<td><span class='muted'>none yet</span></td></tr>")
+    parts.append("</table></div>")
     if skipped:
         parts.append("<h2 id='skipped'>Skipped on the last scheduled run</h2><p class='muted'>The data lacks a "
-                     "table these reports need; they run once it is there.</p><table><tr><th>Run</th>"
-                     "<th>Report</th><th>Why</th></tr>")
+                     "table these reports need; they run once it is there.</p><div class='scroll'><table><tr>"
+                     "<th>Run</th><th>Report</th><th>Why</th></tr>")
         parts += [f"<tr><td>{esc(s.get('name', ''))}</td><td>{esc(s.get('report', ''))}</td>"
                   f"<td class='muted'>{esc(s.get('reason', ''))}</td></tr>" for s in skipped]
-        parts.append("</table>")
-    for report, report_runs in sorted(by_report.items()):
-        parts.append(f"<h2 id='{esc(report)}'>{esc(report)}</h2><table><tr><th>Run</th><th>Status</th>"
-                     "<th>Duration</th><th>Files</th><th>Error</th></tr>")
-        for r in report_runs:
+        parts.append("</table></div>")
+    for name, named_runs in sorted(by_name.items()):
+        parts.append(f"<h2 id='{esc(name)}'>{esc(name)}</h2><div class='scroll'><table><tr><th>Run</th>"
+                     "<th>Status</th><th>Duration</th><th>Files</th><th>Error</th></tr>")
+        for r in named_runs:
             folder = esc(r["folder"])
-            files = " · ".join(f"<a href='{folder}/{name}'>{label}</a>" for name, label in
+            files = " · ".join(f"<a href='{folder}/{file}'>{label}</a>" for file, label in
                                [("report.html", "report"), ("report.ipynb", "notebook"),
                                 ("results.json", "results"), ("manifest.json", "manifest")])
             parts.append(
@@ -114,7 +119,7 @@ def write_index(out_dir: str | Path) -> Path:
                 f"<td class='{esc(r['status'])}'>{esc(r['status'])}</td><td>{r.get('duration_s', 0):.1f} s</td>"
                 f"<td>{files}</td><td class='muted'>{esc(r.get('error') or '')}</td></tr>"
             )
-        parts.append("</table>")
+        parts.append("</table></div>")
     parts.append("</body></html>\n")
     out_dir.mkdir(parents=True, exist_ok=True)
     index = out_dir / "index.html"

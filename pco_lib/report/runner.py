@@ -189,8 +189,12 @@ def run_report(
     progress: bool = False,
     log: Callable[[str], None] = lambda msg: None,
     pseudonymize: bool = False,
+    name: str | None = None,
 ) -> RunResult:
     """Run one report and publish it under ``out_dir/report/RUN_ID``.
+
+    ``name``: the run's name in a schedule (e.g. ``ab_test_onboarding_email``; default the report's name), which
+    the index groups runs by.
 
     ``pseudonymize``: customer-level CSV files the report writes beside itself get salted hashes instead of
     ids (salt from the ``PCO_PSEUDONYM_SALT`` environment variable, checked before the kernel starts).
@@ -257,15 +261,15 @@ def run_report(
     try:
         staging.mkdir()
         (staging / ".owner").write_text(f"{platform.node()} {os.getpid()}\n")
-        return _execute(report, notebook, staging, used, full, plan, fingerprint, period, started, salt,
-                        progress, log)
+        return _execute(report, name or report, notebook, staging, used, full, plan, fingerprint, period,
+                        started, salt, progress, log)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise ReportError(f"cannot write the report to {report_dir}: {exc.strerror or exc}; nothing was "
                           "published and earlier runs are unchanged", code=1) from None
 
 
-def _execute(report, notebook, staging, values, full, plan, fingerprint, period, started, salt, progress,
+def _execute(report, name, notebook, staging, values, full, plan, fingerprint, period, started, salt, progress,
              log) -> RunResult:
     """Execute the notebook in ``staging``, write the HTML, results.json and manifest.json, and publish the
     folder by renaming it. An OSError (disk full, output folder gone) propagates to :func:`run_report`."""
@@ -276,7 +280,7 @@ def _execute(report, notebook, staging, values, full, plan, fingerprint, period,
     executed = staging / "report.ipynb"
     t0 = time.perf_counter()
     status, error = "succeeded", None
-    log(f"running {report} ({run_id})")
+    log(f"running {name} ({report}, {run_id})" if name != report else f"running {report} ({run_id})")
     try:
         pm.execute_notebook(
             str(notebook), str(executed), parameters=values, kernel_name="python3", cwd=str(staging),
@@ -295,6 +299,7 @@ def _execute(report, notebook, staging, values, full, plan, fingerprint, period,
 
     manifest = {
         "report": report,
+        "run_name": name,
         "run_id": run_id,
         "status": status,
         "error": error,
@@ -335,5 +340,5 @@ def _execute(report, notebook, staging, values, full, plan, fingerprint, period,
     final = staging.parent / run_id
     os.rename(staging, final)  # atomic publish
     write_index(staging.parent.parent)
-    log(f"{report}: {status} in {duration:.1f}s -> {final / 'report.html'}")
+    log(f"{name}: {status} in {duration:.1f}s -> {final / 'report.html'}")
     return RunResult(report, run_id, status, final, duration, error, results)
