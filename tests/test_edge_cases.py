@@ -1,0 +1,179 @@
+"""Real-data edge cases of the report domains: $0 orders, customers without orders, one cohort only, an
+experiment arm without mature customers, and windows longer than the data.
+
+Each expectation is computed independently (pandas on the raw rows) or follows from the published CDNOW
+figures (Fader, Hardie & Lee 2005; see tests/test_clv.py), never copied from the code under test.
+"""
+
+from pathlib import Path
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+
+from pco_lib import clv, data
+from pco_lib.stats.models import BGNBD, ClvError
+
+CDNOW = Path(__file__).parent / "data" / "cdnow_sample.txt"
+CALIBRATION_END = "1997-09-30"
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    raw = pd.read_csv(CDNOW, sep=r"\s+", header=None, names=["master_id", "sample_id", "date", "cds", "value"],
+                      dtype={"master_id": str, "sample_id": str, "date": str})
+    return pd.DataFrame({"customer_id": raw.sample_id, "ordered_at": pd.to_datetime(raw.date, format="%Y%m%d"),
+                         "revenue": raw.value.astype(float)})
+
+
+def _source(orders: pd.DataFrame, customers: pd.DataFrame | None = None):
+    con = ibis.duckdb.connect()
+    con.create_table("orders", orders)
+    if customers is None:
+        customers = pd.DataFrame({"customer_id": orders.customer_id.unique()})
+    con.create_table("customers", customers)
+    return data.connect(con=con)
+
+
+def _with_zero_orders(cdnow: pd.DataFrame) -> pd.DataFrame:
+    """CDNOW with more $0 orders: every 5th order (some on a day with a paid order, some alone) and every
+    repeat order of 20 repeat customers (so their repeat purchases are all $0)."""
+    o = cdnow.copy()
+    o.loc[o.index % 5 == 0, "revenue"] = 0.0
+    first = o.groupby("customer_id").ordered_at.transform("min")
+    repeaters = o[o.ordered_at > first].customer_id.unique()[:20]
+    o.loc[o.customer_id.isin(repeaters) & (o.ordered_at > first), "revenue"] = 0.0
+    return o
+
+
+def _by_hand(orders: pd.DataFrame, end: str) -> pd.DataFrame:
+    """Per customer, in pandas: x (purchase days − 1), t_x and T in weeks, and the paid repeat days x⁺ with
+    their mean revenue (the spend Gamma-Gamma should see)."""
+    o = orders[orders.ordered_at.dt.normalize() <= pd.Timestamp(end)]
+    days = o.assign(day=o.ordered_at.dt.normalize()).groupby(["customer_id", "day"], as_index=False).revenue.sum()
+    days["first"] = days.groupby("customer_id").day.transform("min")
+    g = days.groupby("customer_id")
+    out = pd.DataFrame({"x": g.size() - 1, "tx": (g.day.max() - g.day.min()).dt.days / 7,
+                        "T": (pd.Timestamp(end) - g.day.min()).dt.days / 7})
+    paid = days[(days.day > days["first"]) & (days.revenue > 0)].groupby("customer_id").revenue
+    out["paid_x"] = paid.size().reindex(out.index, fill_value=0)
+    out["paid_mean"] = paid.mean().reindex(out.index)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# clv: $0 orders and customers without orders
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cdnow_zero_orders_are_first_purchases_and_leave_the_published_fits_alone(cdnow):
+    # CDNOW's 8 $0 orders are all first purchases of their customers (no $0 repeat purchase in calibration),
+    # so Gamma-Gamma on the 946 repeat customers is the published p 6.25, q 3.74, γ 15.44 however $0 repeat
+    # purchases are treated; BG/NBD is r 0.243, α 4.414, a 0.793, b 2.426, LL −9582.4 (FHL 2005)
+    hand = _by_hand(cdnow, CALIBRATION_END)
+    assert (cdnow.revenue == 0).sum() == 8
+    readout = clv.analyze(_source(cdnow), calibration_end=CALIBRATION_END, segment=None)
+    assert readout.zero_revenue_orders == 8 and readout.zero_spend_customers == 0
+    val = readout.validation
+    assert val.gamma_gamma.n_ == (hand.paid_x > 0).sum() == (hand.x > 0).sum() == 946
+    assert val.gamma_gamma.params_.to_dict() == pytest.approx({"p": 6.25, "q": 3.74, "gamma": 15.44}, abs=5e-3)
+    assert val.model.params_.to_dict() == pytest.approx({"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
+                                                        abs=5e-4)
+    assert val.model.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
+    _, hidden = clv.headlines(readout)
+    assert hidden["data.zero_revenue_orders"] == 8 and hidden["data.zero_spend_customers"] == 0
+    assert "8 orders have zero revenue" in clv.data_coverage(readout)
+
+
+@pytest.fixture(scope="module")
+def zero_readout(cdnow):
+    orders = _with_zero_orders(cdnow)
+    never = pd.DataFrame({"customer_id": [f"never{i}" for i in range(7)]})
+    customers = pd.concat([pd.DataFrame({"customer_id": cdnow.customer_id.unique()}), never])
+    return orders, clv.analyze(_source(orders, customers), calibration_end=CALIBRATION_END, segment=None)
+
+
+def test_zero_orders_are_purchases_for_the_purchase_model(zero_readout):
+    orders, readout = zero_readout
+    hand = _by_hand(orders, CALIBRATION_END)
+    # the purchase model fitted on frequencies computed independently (pandas, one row per customer) ...
+    independent = BGNBD().fit(hand.x, hand.tx, hand["T"], time_unit_days=7.0)
+    val = readout.validation
+    assert val.model.params_.to_dict() == pytest.approx(independent.params_.to_dict(), rel=1e-6)
+    assert val.model.log_likelihood_ == pytest.approx(independent.log_likelihood_, rel=1e-9)
+    # ... is the published one: $0 orders are purchases, so setting revenue to 0 changes nothing
+    assert val.model.params_.to_dict() == pytest.approx({"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
+                                                        abs=5e-4)
+    assert val.model.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
+
+
+def test_zero_orders_are_left_out_of_spend_and_counted(zero_readout):
+    orders, readout = zero_readout
+    hand = _by_hand(orders, CALIBRATION_END)
+    per = clv.rfm_table(ibis.memtable(orders), CALIBRATION_END, per_customer=True).set_index("customer_id")
+    paid = hand[hand.paid_x > 0]
+    # the spend model sees only positive means, over the paid repeat purchases
+    assert (per.monetary.dropna() > 0).all()
+    assert per.spend_frequency.to_dict() == hand.paid_x.to_dict()
+    np.testing.assert_allclose(per.loc[paid.index, "monetary"], paid.paid_mean, rtol=1e-12)
+    assert val_n(readout) == len(paid)
+    # customers whose repeat purchases are all $0 leave the spend model; they keep their purchases
+    all_zero = hand[(hand.x > 0) & (hand.paid_x == 0)]
+    assert len(all_zero) >= 20 and per.loc[all_zero.index, "monetary"].isna().all()
+    # the counts reported (full data, to the last order day) against pandas
+    full = _by_hand(orders, orders.ordered_at.max().strftime("%Y-%m-%d"))
+    assert readout.zero_revenue_orders == int((orders.revenue == 0).sum())
+    assert readout.zero_spend_customers == int(((full.x > 0) & (full.paid_x == 0)).sum()) > 0
+    assert readout.gamma_gamma.n_ == int((full.paid_x > 0).sum())
+    assert readout.customers_without_orders == 7 and len(readout.values) == orders.customer_id.nunique()
+    _, hidden = clv.headlines(readout)
+    assert (hidden["data.zero_revenue_orders"], hidden["data.zero_spend_customers"],
+            hidden["data.customers_without_orders"], hidden["data.spend_model_customers"]) == (
+        readout.zero_revenue_orders, readout.zero_spend_customers, 7, readout.gamma_gamma.n_)
+    text = clv.data_coverage(readout)
+    assert f"{readout.zero_revenue_orders:,} orders have zero revenue" in text
+    assert f"{readout.zero_spend_customers:,} repeat customers whose repeat purchases were all $0" in text
+    assert "7 customers have no orders" in text
+    # customers left out of spend get the population mean spend, never NaN
+    assert np.isfinite(readout.values.expected_spend).all() and np.isfinite(readout.values.clv).all()
+
+
+def val_n(readout) -> int:
+    return int(readout.validation.gamma_gamma.n_)
+
+
+# --------------------------------------------------------------------------------------------------
+# clv: windows longer than the data
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_cdnow(cdnow):
+    """The first 600 CDNOW customers (orders 1997-01-01 … 1998-06-30): quick to fit."""
+    keep = sorted(cdnow.customer_id.unique())[:600]
+    return cdnow[cdnow.customer_id.isin(keep)].reset_index(drop=True)
+
+
+def test_holdout_longer_than_the_data_is_shortened_to_half_with_a_note(small_cdnow):
+    first, last = small_cdnow.ordered_at.min(), small_cdnow.ordered_at.max()
+    span = (last - first).days
+    readout = clv.analyze(_source(small_cdnow), holdout_days=span + 100, segment=None)
+    assert readout.validation.holdout_days == span // 2
+    assert readout.validation.calibration_end == f"{last - pd.Timedelta(days=span // 2):%Y-%m-%d}"
+    assert any(f"holdout_days ({span + 100})" in n and f"last {span // 2} days" in n for n in readout.notes)
+    _, hidden = clv.headlines(readout)
+    assert hidden["parameters_used.holdout_days"] == span // 2 and hidden["notes"] == list(readout.notes)
+    assert any(p.startswith("Note: holdout_days") for p in clv.summary_points(readout))
+
+
+def test_calibration_end_outside_the_data(small_cdnow):
+    source = _source(small_cdnow)
+    with pytest.raises(ClvError, match=r"calibration_end 1996-12-01 is on or before the first order day "
+                                       r"\(1997-01-01\).*choose a date after it"):
+        clv.analyze(source, calibration_end="1996-12-01", segment=None)
+    late = clv.analyze(source, calibration_end="1999-01-01", segment=None)
+    assert late.validation is None and any("leaves no holdout" in n for n in late.notes)
+    assert clv.validation_period(late) == "No holdout period: the model is not validated."
+    _, hidden = clv.headlines(late)
+    assert "validation.holdout_days" not in hidden and hidden["notes"] == list(late.notes)
