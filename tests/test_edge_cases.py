@@ -177,3 +177,86 @@ def test_calibration_end_outside_the_data(small_cdnow):
     assert clv.validation_period(late) == "No holdout period: the model is not validated."
     _, hidden = clv.headlines(late)
     assert "validation.holdout_days" not in hidden and hidden["notes"] == list(late.notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# cohorts: one cohort only, customers without orders, a horizon longer than the data
+# --------------------------------------------------------------------------------------------------
+
+
+def _one_cohort(n=300, never=40, seed=3):
+    """n customers converting in March 2026 (first order at conversion, more orders later) and ``never``
+    more converting then without ever ordering; data until the last order."""
+    rng = np.random.default_rng(seed)
+    conv = pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.integers(0, 28 * 24, n + never), unit="h")
+    customers = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n + never)], "converted_at": conv})
+    rows = []
+    for i in range(n):
+        rows.append((f"c{i}", conv[i], 10.0))
+        rows += [(f"c{i}", conv[i] + pd.Timedelta(days=int(d)), 5.0) for d in rng.integers(1, 200, rng.poisson(2))]
+    return customers, pd.DataFrame(rows, columns=["customer_id", "at", "revenue"])
+
+
+def test_one_cohort_and_customers_who_never_ordered():
+    from pco_lib import cohorts
+
+    customers, activity = _one_cohort()
+    s = cohorts.summarize_cohorts(customers, activity, "month", horizon=12)
+    m = s.matrix("retention")
+    assert list(m.index) == [pd.Timestamp("2026-03-01")]  # one cohort row
+    # the 40 who never ordered are converted (in the size) and never active, at any age
+    assert s.sizes().iloc[0] == len(customers) == 340
+    assert m.iloc[0, 0] == pytest.approx(activity.customer_id.nunique() / 340)
+    # age 1, by hand: an order 30–59 days after the customer's own conversion
+    since = activity.merge(customers, on="customer_id").pipe(lambda f: (f["at"] - f.converted_at).dt.days)
+    at_1 = activity.customer_id[(since // 30 == 1).to_numpy()].nunique()
+    assert m.iloc[0, 1] == pytest.approx(at_1 / 340)
+    points = cohorts.summary_points(s, None)
+    assert any(f"**{at_1 / 340:.0%}** of customers ordered again (only 1 cohort has reached it" in p for p in points)
+
+
+def test_a_horizon_longer_than_the_data_is_shortened_with_a_note():
+    from pco_lib import cohorts
+
+    customers, activity = _one_cohort()
+    until = activity["at"].max()
+    complete = (until - customers.converted_at.max()).days // 30  # complete ages of the (only) cohort
+    s = cohorts.summarize_cohorts(customers, activity, "month", horizon=24)
+    assert s.cells[s.cells.elapsed].age.max() == complete - 1
+    note = (f"the horizon (24 months) is longer than the data: the oldest cohort has been followed for "
+            f"{complete} full months to {until:%Y-%m-%d}, so ages 0–{complete - 1} are shown")
+    assert s.notes == (note,)
+    assert f"Note: {note}" in cohorts.summary_points(s, None)
+    cards, hidden = cohorts.headlines(s, None, 24)
+    assert hidden["notes"] == [note] and dict((k, v) for k, v, *_ in cards)["retention.age_12"] is None
+    assert cohorts.summarize_cohorts(customers, activity, "month", horizon=complete - 1).notes == ()
+    with pytest.raises(cohorts.CohortError, match="horizon must be a whole number"):
+        cohorts.summarize_cohorts(customers, activity, "month", horizon=-1)
+
+
+@pytest.mark.parametrize("change, side", [("2026-07-01", "after"), ("2026-01-15", "before")])
+def test_a_change_with_one_side_empty_cannot_be_compared(change, side):
+    from pco_lib import cohorts
+
+    customers, activity = _one_cohort()
+    s = cohorts.summarize_cohorts(customers, activity, "month", horizon=12)
+    readout = cohorts.compare_before_after(customers, activity, change, "new onboarding", days=60)
+    assert not readout.compared and readout.retention is None and readout.to_frame().empty
+    assert readout.warnings[0].startswith(f"Cannot compare before and after {change}: too few customers {side} "
+                                          "the change")
+    assert {"before": readout.customers_before, "after": readout.customers_after}[side] == 0
+    points = cohorts.summary_points(s, readout)
+    assert any(p.startswith("**new onboarding**") and "Cannot compare" in p for p in points)
+    cards, hidden = cohorts.headlines(s, readout, 12)
+    assert hidden["change.compared"] is False and not any(k.startswith("change.") for k, *_ in cards)
+
+
+def test_days_longer_than_the_data_after_the_change_say_when_to_read_again():
+    from pco_lib import cohorts
+
+    customers, activity = _one_cohort()
+    # a change on 2026-03-15 splits the March cohort, but 400-day retention has elapsed for nobody
+    readout = cohorts.compare_before_after(customers, activity, "2026-03-15", days=400)
+    assert not readout.compared and readout.customers_before == readout.customers_after == 0
+    assert "reach 400 days from 2027-04-19: read it again then, or use a shorter retention_days" \
+        in readout.warnings[0]
