@@ -11,7 +11,8 @@ drop.
 The counts per cohort × age come out of one engine query (:func:`summarize_cohorts`); everything after
 that works on the small frame.
 
-Edge cases: customers without any activity are in their cohort's size and never active (retention at age 0
+Edge cases: $0 orders are activity (active, orders) and add 0 to revenue; customers without any activity
+are in their cohort's size and never active (retention at age 0
 is then below 1); a single cohort gives a one-row matrix and no trend; a ``horizon`` longer than the data
 shows the ages observed, with a note (:attr:`CohortSummary.notes`); a before/after comparison with fewer
 than two mature customers on one side is not made, and the readout says so (:attr:`ChangeReadout.compared`).

@@ -260,3 +260,149 @@ def test_days_longer_than_the_data_after_the_change_say_when_to_read_again():
     assert not readout.compared and readout.customers_before == readout.customers_after == 0
     assert "reach 400 days from 2027-04-19: read it again then, or use a shorter retention_days" \
         in readout.warnings[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# experiments: an arm without mature customers, a window longer than the data
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def young_treatment(tiny_sample, tmp_path_factory) -> Path:
+    """The tiny sample with onboarding_email's treatment assignments moved into the last 10 days of the
+    data: none of them has a 30-day window yet."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("young") / "data"
+    shutil.copytree(tiny_sample, out)
+    a = pd.read_parquet(out / "assignments.parquet")
+    end = pd.read_parquet(out / "orders.parquet").ordered_at.max()
+    young = (a.experiment_id == "onboarding_email") & (a.variant == "treatment")
+    rng = np.random.default_rng(0)
+    a.loc[young, "assigned_at"] = (end - pd.to_timedelta(rng.uniform(0, 10, young.sum()), unit="D")).astype(
+        a.assigned_at.dtype)
+    a.to_parquet(out / "assignments.parquet")
+    return out
+
+
+def test_an_arm_without_mature_customers_keeps_running(young_treatment):
+    from pco_lib import experiments
+
+    source = data.connect(young_treatment)
+    readout = experiments.read_experiment(source, "onboarding_email", ["repeat", "revenue"], window_days=30)
+    a = pd.read_parquet(young_treatment / "assignments.parquet")
+    a = a[a.experiment_id == "onboarding_email"]
+    end = pd.read_parquet(young_treatment / "orders.parquet").ordered_at.max()
+    mature = a[a.assigned_at + pd.Timedelta(days=30) <= end].variant.value_counts()
+    assert "treatment" not in mature.index and mature["control"] > 100  # by hand: only control has any
+    assigned = int((a.variant == "treatment").sum())
+    first_end = a[a.variant == "treatment"].assigned_at.min().tz_localize(None) + pd.Timedelta(days=30)
+    assert readout.verdict == "keep running" and readout.immature == ("treatment",)
+    assert readout.reasons[0] == (f"Not enough mature customers in arm treatment: 0 of its {assigned:,} assigned "
+                                  f"customers have had their 30-day window end, at least 2 are needed; its first "
+                                  f"30-day window ends on {first_end:%Y-%m-%d}.")
+    assert readout.effects.effect.isna().all() and list(readout.effects.metric) == ["repeat", "revenue"]
+    points = experiments.summary_points(readout)
+    assert points[0].startswith("⏳ **Keep running**: Not enough mature customers in arm treatment")
+    cards, hidden = experiments.headlines(readout)
+    assert hidden["verdict"] == "keep running" and np.isnan(hidden["metrics.repeat.treatment.effect"])
+    by_week = experiments.summarize_experiment(source, "onboarding_email", 30, segment="assignment_week")
+    assert experiments.cumulative_effects(by_week, readout.control, "repeat").empty
+
+
+def test_analyze_with_an_arm_nobody_was_assigned_to():
+    from pco_lib import experiments
+
+    weights = pd.DataFrame({"variant": ["control", "treatment"], "weight": [0.5, 0.5],
+                            "is_control": [True, False]})
+    arms = pd.DataFrame([{"variant": "control", "assigned": 3, "n": 3, "repeat_sum": 1.0, "repeat_sumsq": 1.0}])
+    readout = experiments.analyze(arms, weights, ["repeat"], "exp")
+    assert readout.verdict == "keep running" and readout.immature == ("treatment",)
+    assert readout.reasons[0] == "Not enough mature customers in arm treatment: nobody has been assigned to it yet."
+    assert readout.arms.set_index("variant").n.to_dict() == {"control": 3, "treatment": 0}
+    # many customers in control and none in treatment is also a sample ratio mismatch: said, not hidden
+    arms.loc[0, ["assigned", "n"]] = 5000
+    readout = experiments.analyze(arms, weights, ["repeat"], "exp")
+    assert readout.verdict == "keep running" and readout.srm.mismatch
+    assert readout.reasons[-1].startswith("Also, the arm sizes do not match the planned split")
+
+
+def test_a_window_longer_than_the_experiment_has_run(tiny_sample):
+    from pco_lib import experiments
+
+    source = data.connect(tiny_sample)
+    a = pd.read_parquet(tiny_sample / "assignments.parquet").query("experiment_id == 'checkout_copy'")
+    end = pd.read_parquet(tiny_sample / "orders.parquet").ordered_at.max()
+    window = (end - a.assigned_at.min()).days + 10  # longer than anyone has been assigned
+    readout = experiments.read_experiment(source, "checkout_copy", ["repeat"], window_days=window)
+    assert readout.verdict == "keep running" and readout.immature == ("control", "treatment")
+    assert readout.left_out == len(a) and readout.arms.n.sum() == 0
+    for reason, variant in zip(readout.reasons, ("control", "treatment")):
+        first = a[a.variant == variant].assigned_at.min().tz_localize(None)
+        assert reason.endswith(f"its first {window}-day window ends on "
+                               f"{first + pd.Timedelta(days=window):%Y-%m-%d}.")
+    assert "choose a shorter window_days" in readout.reasons[2]
+
+
+# --------------------------------------------------------------------------------------------------
+# end to end: three notebook runs through the runner
+# --------------------------------------------------------------------------------------------------
+
+
+def _visible_text(html_path: Path) -> str:
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", " ", html_path.read_text()))
+
+
+def test_ab_test_report_with_an_arm_without_mature_customers(young_treatment, tmp_path):
+    from pco_lib.report import run_report
+
+    result = run_report("ab_test", data_dir=young_treatment, out_dir=tmp_path,
+                        params={"experiment_id": "onboarding_email", "segments": ["channel"]})
+    assert result.status == "succeeded", result.error
+    assert result.results["verdict"] == "keep running"
+    assert result.results["verdict_reasons"][0].startswith("Not enough mature customers in arm treatment")
+    assert "Not enough mature customers in arm treatment" in _visible_text(result.folder / "report.html")
+
+
+def test_cohort_report_on_one_cohort_with_customers_who_never_ordered(tmp_path):
+    from pco_lib.report import run_report
+
+    customers, activity = _one_cohort()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    customers.assign(converted_at=customers.converted_at.dt.tz_localize("UTC")).to_parquet(
+        folder / "customers.parquet")
+    activity.assign(order_id=[f"o{i}" for i in range(len(activity))], ordered_at=activity["at"].dt.tz_localize("UTC"))[
+        ["order_id", "customer_id", "ordered_at", "revenue"]].to_parquet(folder / "orders.parquet")
+    result = run_report("cohort_retention", data_dir=folder, out_dir=tmp_path / "out",
+                        params={"segment": "", "change_date": "2026-07-01", "horizon": 12})
+    assert result.status == "succeeded", result.error
+    assert result.results["change"]["compared"] is False and result.results["retention"]["age_12"] is None
+    assert result.results["notes"][0].startswith("the horizon (12 months) is longer than the data")
+    text = _visible_text(result.folder / "report.html")
+    assert "Cannot compare before and after 2026-07-01" in text and "the horizon (12 months)" in text
+
+
+def test_clv_report_with_zero_orders_and_customers_without_orders(small_cdnow, tmp_path):
+    from pco_lib.report import run_report
+
+    orders = _with_zero_orders(small_cdnow)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    first = orders.groupby("customer_id", as_index=False).ordered_at.min()
+    never = pd.DataFrame({"customer_id": ["n1", "n2", "n3"], "ordered_at": [first.ordered_at.min()] * 3})
+    pd.concat([first, never]).rename(columns={"ordered_at": "converted_at"}).assign(
+        converted_at=lambda f: f.converted_at.dt.tz_localize("UTC")).to_parquet(folder / "customers.parquet")
+    orders.assign(order_id=[f"o{i}" for i in range(len(orders))],
+                  ordered_at=orders.ordered_at.dt.tz_localize("UTC")).to_parquet(folder / "orders.parquet")
+    result = run_report("clv", data_dir=folder, out_dir=tmp_path / "out", params={"segment": ""})
+    assert result.status == "succeeded", result.error
+    got = result.results["data"]
+    zero = int((orders.revenue == 0).sum())
+    assert got["zero_revenue_orders"] == zero and got["customers_without_orders"] == 3
+    assert got["zero_spend_customers"] > 0
+    text = _visible_text(result.folder / "report.html")
+    assert f"{zero:,} orders have zero revenue" in text and "3 customers have no orders" in text
