@@ -406,3 +406,34 @@ def test_clv_report_with_zero_orders_and_customers_without_orders(small_cdnow, t
     assert got["zero_spend_customers"] > 0
     text = _visible_text(result.folder / "report.html")
     assert f"{zero:,} orders have zero revenue" in text and "3 customers have no orders" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# lifecycle: compare_days longer than the data
+# --------------------------------------------------------------------------------------------------
+
+
+def test_lifecycle_compare_days_longer_than_the_data_start_with_the_data():
+    from pco_lib import lifecycle
+
+    customers, activity = _one_cohort()
+    orders = activity.rename(columns={"at": "ordered_at"}).assign(order_id=lambda f: [f"o{i}" for i in range(len(f))])
+    con = ibis.duckdb.connect()
+    con.create_table("customers", customers)
+    con.create_table("orders", orders)
+    source = data.connect(con=con)
+    first = min(customers.converted_at.min(), orders.ordered_at.min()).date()
+    last = orders.ordered_at.max().date()
+    r = lifecycle.analyze(source, compare_days=3000, segment=None)
+    assert r.start == first and r.as_of == last
+    note = (f"compare_days (3000) reaches back before the data, which starts on {first}; the comparison starts "
+            f"there instead ({(last - first).days} days before {last})")
+    assert note in r.notes and f"Note: {note}" in lifecycle.summary_points(r)
+    _, hidden = lifecycle.headlines(r)
+    assert hidden["parameters_used.compare_days"] == (last - first).days and note in hidden["notes"]
+    # the 40 customers without orders are customers, counted in the stages
+    assert r.stages.set_index("stage").drop(index="lead", errors="ignore").customers.sum() == len(customers)
+    short = lifecycle.analyze(source, compare_days=30, segment=None)
+    assert (short.as_of - short.start).days == 30 and not any("compare_days" in n for n in short.notes)
+    with pytest.raises(lifecycle.SegmentError, match="compare_days must be a whole number"):
+        lifecycle.analyze(source, compare_days=0, segment=None)
