@@ -74,9 +74,9 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     if calibration_end:
         cal_end = pd.Timestamp(_day(calibration_end, "calibration_end"))
         if cal_end <= first:
-            raise ClvError(f"calibration_end {cal_end:%Y-%m-%d} is on or before the first order day ({first:%Y-%m-%d}): "
-                           "nothing to calibrate on; choose a date after it and before the last order day "
-                           f"({as_of:%Y-%m-%d}), or leave calibration_end empty")
+            raise ClvError(f"calibration_end {cal_end:%Y-%m-%d} is on or before the first order day "
+                           f"({first:%Y-%m-%d}): nothing to calibrate on; choose a date after it and before the last "
+                           f"order day ({as_of:%Y-%m-%d}), or leave calibration_end empty")
     else:
         cal_end = as_of - pd.Timedelta(days=holdout_days)
         if cal_end <= first:
