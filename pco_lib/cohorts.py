@@ -379,7 +379,9 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
         why = (f"Cannot compare before and after {change:%Y-%m-%d}: too few customers {empty} the change "
                f"({n_before:,} converted in the {window_days} days before and {n_after:,} in the {window_days} days "
                f"after with their first {days} days elapsed; data until {until:%Y-%m-%d}).")
-        if n_after < 2 and change + pd.Timedelta(days=days) > until:
+        if change > until:
+            why += " The change date is after the end of the data: check change_date."
+        elif n_after < 2 and change + pd.Timedelta(days=days) > until:
             why += (f" Customers converting after the change reach {days} days from "
                     f"{change + pd.Timedelta(days=days):%Y-%m-%d}: read it again then, or use a shorter "
                     "retention_days.")

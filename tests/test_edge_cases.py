@@ -260,6 +260,8 @@ def test_days_longer_than_the_data_after_the_change_say_when_to_read_again():
     assert not readout.compared and readout.customers_before == readout.customers_after == 0
     assert "reach 400 days from 2027-04-19: read it again then, or use a shorter retention_days" \
         in readout.warnings[0]
+    after_the_data = cohorts.compare_before_after(customers, activity, "2030-01-01")
+    assert after_the_data.warnings[0].endswith("The change date is after the end of the data: check change_date.")
 
 
 # --------------------------------------------------------------------------------------------------
