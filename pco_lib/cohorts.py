@@ -10,6 +10,12 @@ drop.
 
 The counts per cohort × age come out of one engine query (:func:`summarize_cohorts`); everything after
 that works on the small frame.
+
+Edge cases: $0 orders are activity (active, orders) and add 0 to revenue; customers without any activity
+are in their cohort's size and never active (retention at age 0
+is then below 1); a single cohort gives a one-row matrix and no trend; a ``horizon`` longer than the data
+shows the ages observed, with a note (:attr:`CohortSummary.notes`); a before/after comparison with fewer
+than two mature customers on one side is not made, and the readout says so (:attr:`ChangeReadout.compared`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ from .data.summaries import DAY_SECONDS
 from .stats.inference import Difference, difference_in_means, difference_in_proportions
 
 PERIOD_DAYS = {"week": 7, "month": 30, "quarter": 91}
+
+
+class CohortError(ValueError):
+    """A cohort view cannot be computed from these arguments; the message says what to change."""
+
 _TRUNCATE = {"week": "W", "month": "M", "quarter": "Q"}
 
 
@@ -56,13 +67,15 @@ class CohortSummary:
     """Counts per cohort × age (and segment): the sufficient statistics of every cohort view.
 
     ``cells`` columns: cohort, segment, age, customers (cohort size), active, orders, revenue, elapsed.
-    Cells that have not elapsed have missing active/orders/revenue.
+    Cells that have not elapsed have missing active/orders/revenue. ``notes``: sentences on what was
+    shortened (a horizon longer than the data).
     """
 
     period: str
     observed_until: pd.Timestamp
     cells: pd.DataFrame
     segment_column: str | None = None
+    notes: tuple[str, ...] = ()
 
     def matrix(self, value: str = "retention", segment: str | None = None, min_cell_size: int = 1) -> pd.DataFrame:
         """Cohort × age table of ``value``: retention (share active), orders_per_customer,
@@ -87,7 +100,7 @@ class CohortSummary:
             "customers": cells.customers,
         }
         if value not in values:
-            raise ValueError(f"value must be one of {', '.join(values)}")
+            raise CohortError(f"value must be one of {', '.join(values)}")
         out = cells.assign(v=values[value]).pivot(index="cohort", columns="age", values="v")
         out.columns.name = "age"
         small = cells[cells.age == 0].set_index("cohort").customers < min_cell_size
@@ -108,7 +121,7 @@ class CohortSummary:
         # a cell is complete only when it is complete for every segment
         summed[["active", "orders", "revenue"]] = summed[["active", "orders", "revenue"]].where(summed.elapsed)
         summed.insert(1, "segment", "all")
-        return CohortSummary(self.period, self.observed_until, summed, None)
+        return CohortSummary(self.period, self.observed_until, summed, None, self.notes)
 
     def retention_at(self, ages: list[int], last_cohorts: int = 3) -> dict[int, float | None]:
         """Retention at each age, pooled over the most recent ``last_cohorts`` cohorts with that age
@@ -129,7 +142,7 @@ class CohortSummary:
         cells = cells.assign(cumulative_revenue=cells.groupby(["segment", "cohort"]).revenue.cumsum())
         numerator = {"retention": "active", "cumulative_revenue_per_customer": "cumulative_revenue"}
         if value not in numerator:
-            raise ValueError(f"value must be one of {', '.join(numerator)}")
+            raise CohortError(f"value must be one of {', '.join(numerator)}")
         c = cells[cells.elapsed]
         pooled = c.groupby(["segment", "age"])[[numerator[value], "customers"]].sum()
         curves = (pooled[numerator[value]] / pooled.customers).unstack("age")
@@ -148,10 +161,14 @@ def summarize_cohorts(
 
     ``customers``: table or frame with customer_id, converted_at (and ``segment``); ``activity``: table or
     frame with customer_id, at, revenue (see :func:`activity_table`). ``as_of`` defaults to the last
-    timestamp in the data; ``horizon`` caps the age (in periods).
+    timestamp in the data; ``horizon`` caps the age (in periods). A horizon beyond the oldest cohort's
+    complete ages is shortened to them, with a note (an analyst asking for 12 months on 5 months of data
+    expects the 5 months, not an error).
     """
     if period not in PERIOD_DAYS:
-        raise ValueError(f"period must be one of {', '.join(PERIOD_DAYS)}, not {period!r}")
+        raise CohortError(f"period must be one of {', '.join(PERIOD_DAYS)}, not {period!r}")
+    if horizon is not None and not (isinstance(horizon, int | np.integer) and horizon >= 0):
+        raise CohortError(f"horizon must be a whole number of periods ≥ 0, not {horizon!r}")
     customers, activity = _as_tables(customers, activity)
     if segment and segment not in customers.columns:
         raise DataError(f"customers has no column {segment!r}; its columns are {', '.join(customers.columns)}")
@@ -202,6 +219,14 @@ def _complete_cells(period, until, sizes, counts, horizon, segment) -> CohortSum
     # the number of whole periods elapsed for the cohort's last member: ages 0..n-1 are complete
     elapsed_ages = ((until - sizes["last_conversion"]) // length).astype("int64")
     max_age = int(max(elapsed_ages.max() - 1, counts.age.max() if len(counts) else 0, 0))
+    notes = []
+    complete = int(elapsed_ages.max()) if len(elapsed_ages) else 0  # ages 0 … complete − 1 of the oldest cohort
+    if horizon is not None and horizon > complete - 1:
+        unit = f"{period}s" if complete != 1 else period
+        shown = (f"ages 0–{complete - 1} are shown" if complete > 1 else "only age 0 is shown" if complete == 1
+                 else f"no cohort has been observed for a full {period} yet")
+        notes.append(f"the horizon ({horizon} {period}s) is longer than the data: the oldest cohort has been "
+                     f"followed for {complete} full {unit} to {until:%Y-%m-%d}, so {shown}")
     if horizon is not None:
         max_age = min(max_age, horizon)
     grid = sizes.merge(pd.DataFrame({"age": np.arange(max_age + 1)}), how="cross")
@@ -212,7 +237,7 @@ def _complete_cells(period, until, sizes, counts, horizon, segment) -> CohortSum
     cells = cells.drop(columns="last_conversion").sort_values(["cohort", "segment", "age"]).reset_index(drop=True)
     cells["cohort"] = pd.to_datetime(cells["cohort"])
     cells["customers"] = cells["customers"].astype("int64")
-    return CohortSummary(period, until, cells, segment)
+    return CohortSummary(period, until, cells, segment, tuple(notes))
 
 
 def summarize_change_window(customers, activity, change_date, days: int = 90, window_days: int = 120,
@@ -287,7 +312,7 @@ def interrupted_time_series(weekly: pd.DataFrame, change_date, alpha: float = 0.
     cohorts["week_after"] = cohorts.week * cohorts.after
     n_before, n_after = int((cohorts.after == 0).sum()), int((cohorts.after == 1).sum())
     if min(n_before, n_after) < 3:
-        raise ValueError(f"the cohort regression needs at least 3 weekly cohorts on each side of the change "
+        raise CohortError(f"the cohort regression needs at least 3 weekly cohorts on each side of the change "
                          f"(found {n_before} before, {n_after} after)")
     X = sm.add_constant(cohorts[["week", "after", "week_after"]].astype(float))
     fit = sm.WLS(cohorts.retention, X, weights=cohorts.customers).fit(cov_type="HC1")
@@ -301,18 +326,30 @@ def interrupted_time_series(weekly: pd.DataFrame, change_date, alpha: float = 0.
 
 @dataclass(frozen=True)
 class ChangeReadout:
-    """Everything the report says about a change: the two comparisons, the regression, the caveats."""
+    """Everything the report says about a change: the two comparisons, the regression, the caveats.
+
+    ``retention`` is None when the comparison could not be made (``compared`` False; the first warning
+    says why)."""
 
     change_name: str
     change_date: pd.Timestamp
     days: int
-    retention: Difference
+    retention: Difference | None
     revenue: Difference | None
     its: InterruptedTimeSeries | None
     warnings: tuple[str, ...]
+    customers_before: int = 0
+    customers_after: int = 0
+
+    @property
+    def compared(self) -> bool:
+        return self.retention is not None
 
     def to_frame(self) -> pd.DataFrame:
         rows = [d.to_frame() for d in (self.retention, self.revenue) if d is not None]
+        if not rows:
+            return pd.DataFrame(columns=["metric", "before", "after", "difference", "ci_low", "ci_high", "p_value",
+                                         "test"])
         if self.its is not None:
             rows.append(pd.DataFrame([{"metric": "retention jump (cohort regression)", "difference": self.its.jump,
                                        "ci_low": self.its.ci_low, "ci_high": self.its.ci_high,
@@ -326,16 +363,29 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
     """Compare customers converting before and after ``change_date`` on retention at ``days`` days and
     revenue per customer in their first ``days`` days; fit the cohort regression; check comparability
     (enough mature cohorts after the change; the same comparison a year earlier as a seasonality placebo).
+
+    With fewer than two customers on a side (e.g. every customer converted in one month, a change date
+    outside the data, or ``days`` longer than the customers after the change have been observed) nothing is
+    compared: the readout has ``compared`` False and says why, with the dates to wait for or change.
     """
     customers, activity = _as_tables(customers, activity)
     until = _naive(as_of) if as_of is not None else _observed_until(customers, activity)
     change = _naive(change_date)
     weekly = summarize_change_window(customers, activity, change, days, window_days, as_of=until)
     before, after = _before_after_totals(weekly)
-    if before.customers < 2 or after.customers < 2:
-        raise ValueError(
-            f"too few customers to compare around {change:%Y-%m-%d}: {before.customers:.0f} before and "
-            f"{after.customers:.0f} after with {days} days elapsed (data until {until:%Y-%m-%d})")
+    n_before, n_after = int(before.customers), int(after.customers)
+    if n_before < 2 or n_after < 2:
+        empty = " and ".join(side for side, n in (("before", n_before), ("after", n_after)) if n < 2)
+        why = (f"Cannot compare before and after {change:%Y-%m-%d}: too few customers {empty} the change "
+               f"({n_before:,} converted in the {window_days} days before and {n_after:,} in the {window_days} days "
+               f"after with their first {days} days elapsed; data until {until:%Y-%m-%d}).")
+        if change > until:
+            why += " The change date is after the end of the data: check change_date."
+        elif n_after < 2 and change + pd.Timedelta(days=days) > until:
+            why += (f" Customers converting after the change reach {days} days from "
+                    f"{change + pd.Timedelta(days=days):%Y-%m-%d}: read it again then, or use a shorter "
+                    "retention_days.")
+        return ChangeReadout(change_name, change, days, None, None, None, (why,), n_before, n_after)
     retention = difference_in_proportions(int(before.retained), int(before.customers), int(after.retained),
                                           int(after.customers), alpha, metric=f"retention at day {days}")
     revenue = None  # activity without revenue (events): nothing to compare
@@ -349,7 +399,7 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
         if its.cohorts_after < min_cohorts_after:
             warnings.append(f"Only {its.cohorts_after} weekly cohorts after the change have had {days} days; "
                             "the jump estimate is uncertain — read it again in a few weeks.")
-    except ValueError as exc:
+    except CohortError as exc:
         its = None
         warnings.append(f"The cohort regression was not fitted: {exc}.")
     placebo_date = change - pd.Timedelta(days=364)
@@ -365,7 +415,7 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
                             f"of {check.difference:+.1%}: seasonality may explain part of the effect.")
     else:
         warnings.append("The data does not reach a year before the change, so seasonality could not be checked.")
-    return ChangeReadout(change_name, change, days, retention, revenue, its, tuple(warnings))
+    return ChangeReadout(change_name, change, days, retention, revenue, its, tuple(warnings), n_before, n_after)
 
 
 def retention_trend(summary: CohortSummary, age: int = 1, cohorts: int = 3) -> tuple[float, float] | None:
@@ -391,11 +441,19 @@ def summary_points(summary: CohortSummary, readout: ChangeReadout | None, activi
         word = "up" if recent > earlier + 0.005 else "down" if recent < earlier - 0.005 else "flat"
         points.append(f"In their second {unit}, **{recent:.0%}** of recent customers {doing} again "
                       f"({word} from {earlier:.0%} for the three cohorts before).")
+    elif summary.retention_at([1])[1] is not None:
+        mature = int(summary.combined().cells.query("age == 1 and elapsed").cohort.nunique())
+        points.append(f"In their second {unit}, **{summary.retention_at([1])[1]:.0%}** of customers {doing} again "
+                      f"(only {mature} {'cohort has' if mature == 1 else 'cohorts have'} reached it: too few to "
+                      "show a trend).")
     later = summary.retention_at([3, 6, 12])
     shown = [f"{v:.0%} at {unit} {k}" for k, v in later.items() if v is not None]
     if shown:
         points.append("Retention then settles: " + ", ".join(shown) + ".")
-    if readout is not None:
+    if readout is not None and not readout.compared:
+        points.append(f"**{readout.change_name}** ({readout.change_date:%d %b %Y}): {readout.warnings[0]}")
+        points += [f"Caveat: {w}" for w in readout.warnings[1:]]
+    elif readout is not None:
         r = readout.retention
         sure = ("clearly" if r.p_value < 0.01 else "probably" if r.p_value < 0.05 else "not detectably")
         points.append(
@@ -407,17 +465,23 @@ def summary_points(summary: CohortSummary, readout: ChangeReadout | None, activi
             points.append(f"Net of the existing trend, the cohort regression puts the jump at {its.jump:+.1%} "
                           f"({its.ci_low:+.1%} to {its.ci_high:+.1%}).")
         points += [f"Caveat: {w}" for w in readout.warnings]
-    return points
+    return points + [f"Note: {n}" for n in summary.notes]
 
 
 def headlines(summary: CohortSummary, readout: ChangeReadout | None, horizon: int) -> tuple[list[tuple], dict]:
     """Headline cards ``(results.json key, value, label, format)`` and further results.json values:
-    ``retention.age_{1,3,6,12}`` and ``change.*`` (effect, interval, p-value, jump net of trend)."""
+    ``retention.age_{1,3,6,12}`` (null when no cohort has reached the age), ``notes`` (what was shortened),
+    ``change.compared`` (False when the change could not be compared, then no other ``change.*``) and
+    ``change.*`` (effect, interval, p-value, jump net of trend)."""
     ages = [a for a in (1, 3, 6, 12) if a <= horizon]
     cards = [(f"retention.age_{age}", value, f"Retention, {summary.period} {age}", ".1%")
              for age, value in summary.retention_at(ages).items()]
-    hidden = {}
+    hidden = {"notes": list(summary.notes)}
     if readout is not None:
+        hidden["change.compared"] = readout.compared
+        hidden["change.customers_before"], hidden["change.customers_after"] = (readout.customers_before,
+                                                                               readout.customers_after)
+    if readout is not None and readout.compared:
         r, days = readout.retention, readout.days
         cards += [("change.retention_effect", r.difference, f"Change in day-{days} retention", "+.1%"),
                   ("change.p_value", r.p_value, "p-value", ".2g")]

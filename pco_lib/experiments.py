@@ -59,7 +59,9 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     """Per-arm (and per-segment, with ``segment`` a customer column or ``"assignment_week"``) sufficient
     statistics of every metric, for customers whose window has fully elapsed.
 
-    Columns: variant, assigned (all assigned customers), n (customers counted), and for each metric m
+    A window longer than the data is not an error: nobody is counted yet (n = 0) and :func:`analyze` says
+    "keep running". Columns: variant, assigned (all assigned customers), first_assigned (the arm's first
+    assignment), n (customers counted), and for each metric m
     ``m_sum``, ``m_sumsq``; for revenue_per_order also ``orders_sum``, ``orders_sumsq`` and
     ``revenue_orders_sum`` (Σ revenue·orders per customer, the cross-product for the covariance); for
     CUPED, ``pre_sum``/``pre_sumsq`` of the pre-assignment covariate (revenue of orders at or before
@@ -72,13 +74,13 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
         ids = source.table("assignments").select("experiment_id").distinct().to_pandas().experiment_id.tolist()
         raise ExperimentError(f"no assignments for experiment {experiment_id!r}; known experiments: "
                               f"{', '.join(sorted(map(str, ids)))}")
+    if not (isinstance(window_days, int | np.integer) and window_days >= 1):
+        raise ExperimentError(f"window_days must be a whole number of days ≥ 1, not {window_days!r}")
     o = source.table("orders")
     until = pd.Timestamp(o.ordered_at.max().to_pandas())
-    first = pd.Timestamp(a.assigned_at.min().to_pandas())
     window = pd.Timedelta(days=window_days)
-    if first + window > until:
-        raise ExperimentError(f"a {window_days}-day window is longer than the data: the first assignment "
-                              f"({first:%Y-%m-%d}) plus {window_days} days is after the last order ({until:%Y-%m-%d})")
+    # a window longer than the data is not an error: no customer is counted yet (n = 0), and the readout
+    # says "keep running" with the date the first window ends (analyze)
     keys = ["variant"]
     if segment == ASSIGNMENT_WEEK:
         a = a.mutate(segment=a.assigned_at.truncate("W").cast("string"))
@@ -92,7 +94,7 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
                                segment=customers[segment].cast("string").fill_null(MISSING))
         a = a.join(seg, "customer_id")
         keys = ["segment", "variant"]
-    sizes = a.group_by(keys).aggregate(assigned=a.count())
+    sizes = a.group_by(keys).aggregate(assigned=a.count(), first_assigned=a.assigned_at.min())
     mature = a.filter(a.assigned_at + window <= until)
     j = mature.left_join(o, mature.customer_id == o.customer_id)
     in_window = (j.ordered_at > j.assigned_at) & (j.ordered_at <= j.assigned_at + window)
@@ -113,8 +115,12 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     agg["pre_sum"], agg["pre_sumsq"] = per.pre.sum(), (per.pre * per.pre).sum()
     agg["revenue_orders_sum"] = (per.revenue * per.orders).sum()
     arms = per.group_by(keys).aggregate(**agg)
-    frame = sizes.left_join(arms, keys).select(*[sizes[k] for k in keys], sizes.assigned, *[arms[k] for k in agg])
-    return frame.to_pandas().fillna(0).sort_values(keys).reset_index(drop=True)
+    frame = sizes.left_join(arms, keys).select(*[sizes[k] for k in keys], sizes.assigned, *[arms[k] for k in agg],
+                                               sizes.first_assigned)
+    frame = frame.to_pandas()
+    for col in ["assigned", *agg]:  # arms nobody in is counted yet come back null (all None: object dtype)
+        frame[col] = pd.to_numeric(frame[col]).fillna(0)
+    return frame.sort_values(keys).reset_index(drop=True)
 
 
 RETAINED_LOOKBACK_DAYS = 7
@@ -151,7 +157,10 @@ def planned_weights(source: DataSource, experiment_id: str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Readout:
-    """The readout of one experiment: effects per metric × arm, the SRM check and the verdict."""
+    """The readout of one experiment: effects per metric × arm, the SRM check and the verdict.
+
+    ``immature``: arms with fewer than ``MIN_MATURE`` customers whose window has elapsed; their effects are
+    NaN and the verdict is "keep running" (:func:`analyze`)."""
 
     experiment_id: str
     window_days: int
@@ -163,6 +172,8 @@ class Readout:
     srm: SampleRatio
     verdict: str
     reasons: tuple[str, ...]
+    metrics: tuple[str, ...] = ()  # the metrics read (guardrails included), the primary first
+    immature: tuple[str, ...] = ()
 
     @property
     def left_out(self) -> int:
@@ -210,6 +221,12 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     relative), Bayesian chance to beat control, guardrail (non-inferiority) tests, SRM check and verdict
     (see :func:`_verdict` for the decision table).
 
+    An arm with fewer than ``MIN_MATURE`` customers whose window has elapsed (all its assignments younger
+    than ``window_days``, a window longer than the data, or nobody assigned to it) cannot be tested yet: the
+    effects are NaN, the verdict is "keep running" and the reasons name the arm, its counts and the day its
+    first window ends. This comes before the SRM rule (assignments still arriving in one arm can look like
+    a mismatch), but an SRM mismatch is still reported among the reasons.
+
     ``arms`` is :func:`summarize_experiment`'s frame; ``weights`` :func:`planned_weights`'; ``guardrails``
     maps a metric to its relative non-inferiority margin (0.05 = may not get more than 5% worse).
     ``use_cuped``: means and proportions are adjusted with the pre-assignment covariate (CUPED); the
@@ -233,10 +250,19 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     extra = set(arms.variant) - planned
     if extra:
         raise ExperimentError(f"variant(s) {', '.join(sorted(extra))} of {experiment_id!r} are not in the plan")
-    by_variant = arms.set_index("variant")
-    for v in planned:
-        if v not in by_variant.index or by_variant.loc[v, "n"] == 0:
-            raise ExperimentError(f"arm {v!r} of {experiment_id!r} has no customers whose window has elapsed")
+    by_variant = arms.set_index("variant").reindex(sorted(planned))  # an arm nobody was assigned to: zeros
+    counts = [c for c in by_variant.columns if c != "first_assigned"]
+    by_variant[counts] = by_variant[counts].fillna(0)
+    arms = by_variant.rename_axis("variant").reset_index()
+    immature = tuple(v for v in sorted(planned) if by_variant.loc[v, "n"] < MIN_MATURE)
+    srm = sample_ratio_check(dict(zip(arms.variant, arms.assigned)), dict(zip(weights.variant, weights.weight)))
+    if immature:
+        effects = pd.DataFrame([{"metric": m, "variant": v} for v in sorted(planned - {control}) for m in metrics],
+                               columns=EFFECT_COLUMNS).astype({c: "float64" for c in EFFECT_COLUMNS[2:]})
+        reasons = _immature_reasons(by_variant, immature, window_days, srm)
+        return Readout(experiment_id, window_days, alpha, correction, control,
+                       arms[["variant", "assigned", "n"]].astype({"assigned": "int64", "n": "int64"}), effects, srm,
+                       "keep running", reasons, tuple(metrics), immature)
     rows = []
     for variant in sorted(planned - {control}):
         c, t = by_variant.loc[control], by_variant.loc[variant]
@@ -253,12 +279,44 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     effects = pd.DataFrame(rows)
     effects["p_value_adjusted"] = adjust_p_values(effects.p_value.tolist(), correction)
     effects["relative_p_value_adjusted"] = adjust_p_values(effects.relative_p_value.tolist(), correction)
-    srm = sample_ratio_check(dict(zip(arms.variant, arms.assigned)), dict(zip(weights.variant, weights.weight)))
     counted = {v: int(by_variant.loc[control, "n"] + by_variant.loc[v, "n"]) for v in planned - {control}}
     verdict, reasons = _verdict(effects, srm, alpha, primary or metrics[0], sequential, min_effect, counted,
                                 assignment_days / arms.assigned.sum(), window_days)
     return Readout(experiment_id, window_days, alpha, correction, control,
-                   arms[["variant", "assigned", "n"]].copy(), effects, srm, verdict, reasons)
+                   arms[["variant", "assigned", "n"]].astype({"assigned": "int64", "n": "int64"}), effects, srm,
+                   verdict, reasons, tuple(metrics))
+
+
+MIN_MATURE = 2  # customers an arm needs whose window has elapsed before anything can be tested
+EFFECT_COLUMNS = ["metric", "variant", "control_mean", "treatment_mean", "effect", "ci_low", "ci_high", "relative",
+                  "relative_ci_low", "relative_ci_high", "p_value", "se", "df", "mde", "relative_se",
+                  "relative_p_value", "variance_reduction", "chance_to_beat_control", "expected_loss", "seq_ci_low",
+                  "seq_ci_high", "guardrail_margin", "guardrail_p_value", "p_value_adjusted",
+                  "relative_p_value_adjusted"]
+
+
+def _immature_reasons(arms: pd.DataFrame, immature: tuple[str, ...], window_days: int,
+                      srm: SampleRatio) -> tuple[str, ...]:
+    """One sentence per arm without enough mature customers (with the day its first window ends, when the
+    arms carry ``first_assigned``), what to do, and the SRM warning, which still applies."""
+    reasons = []
+    for v in immature:
+        assigned, n = int(arms.loc[v, "assigned"]), int(arms.loc[v, "n"])
+        if assigned == 0:
+            reasons.append(f"Not enough mature customers in arm {v}: nobody has been assigned to it yet.")
+            continue
+        first = pd.Timestamp(arms.loc[v, "first_assigned"]) if "first_assigned" in arms else pd.NaT
+        when = (f"; its first {window_days}-day window ends on {first + pd.Timedelta(days=window_days):%Y-%m-%d}"
+                if n == 0 and pd.notna(first) else "")
+        reasons.append(f"Not enough mature customers in arm {v}: {n:,} of its {assigned:,} assigned customers "
+                       f"{'has' if n == 1 else 'have'} had their {window_days}-day window end, at least "
+                       f"{MIN_MATURE} are needed{when}.")
+    reasons.append("Keep running and read the experiment again once the windows have ended (or choose a shorter "
+                   "window_days).")
+    if srm.mismatch:
+        reasons.append(f"Also, the arm sizes do not match the planned split (SRM p = {srm.p_value:.2g}): check "
+                       "assignment before trusting any result.")
+    return tuple(reasons)
 
 
 VERDICTS = ("ship", "trade-off", "keep running", "stop", "do not ship", "do not trust")
@@ -270,6 +328,7 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
     """The verdict and one sentence per reason, by the first rule that applies (the methodology section of
     the ab_test report shows the same table):
 
+    0. (decided in :func:`analyze`, before these) an arm without mature customers → **keep running**;
     1. the arm sizes do not match the plan (SRM) → **do not trust**;
     2. the primary metric is significantly worse (adjusted) → **do not ship**;
     3. a guardrail's interval lies wholly on the harmful side: with a significant gain on the primary metric →
@@ -393,7 +452,8 @@ def cumulative_effects(by_week: pd.DataFrame, control: str, metric: str, alpha: 
             rows.append({"week": pd.Timestamp(week), "variant": variant, "customers": n, "effect": e.effect,
                          "ci_low": e.ci_low, "ci_high": e.ci_high, "seq_ci_low": float(low),
                          "seq_ci_high": float(high)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["week", "variant", "customers", "effect", "ci_low", "ci_high", "seq_ci_low",
+                                       "seq_ci_high"])
 
 
 def summarize_churn(source: DataSource, experiment_id: str) -> pd.DataFrame:
@@ -500,6 +560,8 @@ def summary_points(readout: Readout) -> list[str]:
     points = [f"{verdicts[readout.verdict]}: " + " ".join(readout.reasons)]
     level = f"{1 - readout.alpha:.0%}"
     for r in readout.effects.itertuples():
+        if not np.isfinite(r.effect):  # an arm without mature customers: nothing to say yet
+            continue
         label = metric_label(r.metric, readout.window_days)
         sure = "significant" if r.p_value_adjusted < readout.alpha else "not significant"
         points.append(

@@ -1,4 +1,7 @@
 """Summaries for the data overview report, computed in the engine (Ibis) and returned as small frames.
+
+$0 orders (revenue 0) are orders: they count in orders, ordering customers and the repeat share, and lower
+revenue per order (revenue / all orders). Customers without orders count as customers.
 """
 
 from __future__ import annotations

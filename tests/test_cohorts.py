@@ -178,10 +178,12 @@ def test_no_change_where_there_was_none(business):
     assert readout.retention.ci_low < 0 < readout.retention.ci_high
 
 
-def test_too_little_data_after_the_change_is_a_clear_error(business):
+def test_too_little_data_after_the_change_says_it_cannot_compare(business):
     _, customers, activity, _ = business
-    with pytest.raises(ValueError, match="too few customers to compare around 2026-09-20"):
-        compare_before_after(customers, activity, "2026-09-20", days=90)
+    readout = compare_before_after(customers, activity, "2026-09-20", days=90)
+    assert not readout.compared and readout.retention is None and readout.its is None
+    assert readout.warnings[0].startswith("Cannot compare before and after 2026-09-20: too few customers after")
+    assert readout.to_frame().empty
 
 
 def test_bad_arguments():

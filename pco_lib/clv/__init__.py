@@ -15,6 +15,7 @@ from .readout import (  # noqa: F401
     ClvReadout,
     analyze,
     calibration_parameters,
+    data_coverage,
     headlines,
     model_parameters,
     summary_points,

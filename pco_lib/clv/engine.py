@@ -46,25 +46,38 @@ def rfm_expr(orders, calibration_end, *, time_unit_days: float = 7.0, observed_f
 
     Columns: customer_id, first_purchase (date), frequency (x = purchase days − 1), recency_days
     (last − first purchase day), T_days (calibration_end − first purchase day), recency and T (the same in
-    units of ``time_unit_days``), monetary (mean revenue of the x repeat purchases; null when x = 0), revenue
-    (total revenue of all purchase days up to ``calibration_end``, the first included).
+    units of ``time_unit_days``), spend_frequency (x⁺: the repeat purchase days with revenue > 0), monetary
+    (m = Σ repeat revenue / x⁺, the mean revenue of the repeat purchases with revenue > 0; null when x⁺ = 0),
+    revenue (total revenue of all purchase days up to ``calibration_end``, the first included),
+    zero_revenue_orders (orders with revenue 0, counted before days are merged).
+
+    $0 orders (revenue = 0 is allowed by the data model) are purchases: they count in x, t_x and T, so the
+    purchase models see them like any order. They are left out of spend: a repeat purchase day whose revenue
+    is 0 does not count in x⁺, so Gamma-Gamma (fitted on x⁺ and m) models the mean of the paid repeat
+    purchases; a customer whose repeat purchases are all $0 has x⁺ = 0 and leaves the spend model, like a
+    customer without a repeat purchase. (A $0 order on the same day as a paid one merges into a paid day.)
     """
     positive_number(time_unit_days, "time_unit_days")
     end = _day(calibration_end, "calibration_end")
     o = _order_days(orders)
     o = o.filter(o.day <= end)
-    days = o.group_by(["customer_id", "day"]).aggregate(revenue=o.revenue.sum())
+    days = o.group_by(["customer_id", "day"]).aggregate(revenue=o.revenue.sum(),
+                                                         zero_orders=(o.revenue == 0).cast("int64").sum())
     days = days.mutate(first=days.day.min().over(group_by=days.customer_id))
+    repeat = days.day > days.first
     per = days.group_by("customer_id").aggregate(
         first_purchase=days.day.min(),
         last_purchase=days.day.max(),
         purchase_days=days.count(),
-        repeat_revenue=days.revenue.sum(where=days.day > days.first),
+        spend_days=(repeat & (days.revenue > 0)).cast("int64").sum(),
+        repeat_revenue=days.revenue.sum(where=repeat),
         revenue=days.revenue.sum(),
+        zero_orders=days.zero_orders.sum(),
     )
     if observed_from is not None:
         per = per.filter(per.first_purchase >= _day(observed_from, "observed_from"))
     x = (per.purchase_days - 1).cast("int64")
+    spend_x = per.spend_days.cast("int64")
     recency_days = per.last_purchase.delta(per.first_purchase, unit="day").cast("int64")
     t_days = ibis.literal(end).delta(per.first_purchase, unit="day").cast("int64")
     unit = float(time_unit_days)
@@ -76,8 +89,10 @@ def rfm_expr(orders, calibration_end, *, time_unit_days: float = 7.0, observed_f
         T_days=t_days,
         recency=recency_days.cast("float64") / unit,
         T=t_days.cast("float64") / unit,
-        monetary=ibis.ifelse(x > 0, per.repeat_revenue / x.cast("float64"), ibis.null("float64")),
+        spend_frequency=spend_x,
+        monetary=ibis.ifelse(spend_x > 0, per.repeat_revenue / spend_x.cast("float64"), ibis.null("float64")),
         revenue=per.revenue,
+        zero_revenue_orders=per.zero_orders.cast("int64"),
     )
 
 
@@ -93,7 +108,8 @@ def rfm_table(orders, calibration_end, time_unit_days: float = 7.0, observed_fro
     are never split by floating-point noise.
 
     ``per_customer=True``: one row per customer (customer_id, first_purchase, frequency, recency, T,
-    monetary, revenue; monetary is NaN when frequency = 0), for the Gamma-Gamma fit and for predictions.
+    spend_frequency, monetary, revenue, zero_revenue_orders; monetary is NaN when spend_frequency = 0), for
+    the Gamma-Gamma fit (on spend_frequency > 0) and for predictions.
 
     Both frames carry their time unit in ``frame.attrs["time_unit_days"]`` (and ``calibration_end``), which
     :meth:`BGNBD.fit_rfm` and :func:`customer_value` read, so a model cannot be fitted in one unit and
@@ -167,6 +183,10 @@ def holdout_table(orders, calibration_end, holdout_end=None, time_unit_days: flo
     return df
 
 
-def _last_order_day(orders: ibis.Table) -> pd.Timestamp:
-    last = pd.Timestamp(orders.ordered_at.max().to_pandas())
-    return (last.tz_convert("UTC").tz_localize(None) if last.tzinfo else last).normalize()
+def _order_period(orders: ibis.Table) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and the last order day (UTC calendar days, as naive midnight timestamps)."""
+    o = _order_days(orders)
+    row = o.aggregate(first=o.day.min(), last=o.day.max()).to_pandas().iloc[0]
+    if pd.isna(row["first"]):
+        raise ClvError("orders is empty: there is nothing to model")
+    return pd.Timestamp(row["first"]), pd.Timestamp(row["last"])

@@ -16,7 +16,7 @@ from ..stats.models.gamma_gamma import GammaGamma
 from ..stats.models.mbgnbd import ModifiedBGNBD
 from ..stats.models.pareto_nbd import ParetoNBD
 from ..stats.models.value import customer_value
-from .engine import _last_order_day, rfm_table
+from .engine import _day, _order_period, rfm_table
 from .validation import HoldoutValidation, validate_holdout
 from .value import SimpleClv, ValueSegments, simple_clv, subscription_value, value_segments
 
@@ -42,6 +42,9 @@ class ClvReadout:
     segment: str | None
     as_of: str
     notes: tuple[str, ...] = ()
+    zero_revenue_orders: int = 0  # orders with revenue 0 (kept as purchases, left out of spend)
+    zero_spend_customers: int = 0  # repeat customers whose repeat purchases are all $0: not in the spend model
+    customers_without_orders: int = 0  # in the customers table, never ordered: not in the purchase model
 
 
 def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: str = "week",
@@ -50,7 +53,15 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     """Fit the purchase model and Gamma-Gamma on all orders up to the last order day and value every customer
     over ``horizon_days``; validate the same model on a calibration/holdout split (``calibration_end``,
     default ``holdout_days`` before the last order day); value segments, the simple formula and, when there
-    are subscriptions, the contractual (sBG) value per plan."""
+    are subscriptions, the contractual (sBG) value per plan.
+
+    Edge cases of real data: $0 orders are purchases but not spend (see :func:`~pco_lib.clv.rfm_expr`),
+    customers without orders have no first purchase and are left out of the purchase model; both are
+    counted (:func:`data_coverage`). Windows longer than the data: ``holdout_days`` that leaves no
+    calibration period (the last order day − holdout_days on or before the first order day) is shortened to
+    half the days between the first and the last order day, with a note (and ``parameters_used``); a
+    ``calibration_end`` on or before the first order day is a :class:`ClvError` (the user chose the date);
+    one on or after the last order day leaves the model unvalidated, with a note."""
     if model not in MODELS:
         raise ClvError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
     if time_unit not in TIME_UNITS:
@@ -58,9 +69,22 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     unit = TIME_UNITS[time_unit]
     o = source.table("orders")
     orders = o.select("customer_id", "ordered_at", "revenue")
-    as_of = _last_order_day(o)
+    first, as_of = _order_period(o)
     notes = []
-    cal_end = pd.Timestamp(calibration_end) if calibration_end else as_of - pd.Timedelta(days=holdout_days)
+    if calibration_end:
+        cal_end = pd.Timestamp(_day(calibration_end, "calibration_end"))
+        if cal_end <= first:
+            raise ClvError(f"calibration_end {cal_end:%Y-%m-%d} is on or before the first order day "
+                           f"({first:%Y-%m-%d}): nothing to calibrate on; choose a date after it and before the last "
+                           f"order day ({as_of:%Y-%m-%d}), or leave calibration_end empty")
+    else:
+        cal_end = as_of - pd.Timedelta(days=holdout_days)
+        if cal_end <= first:
+            span = (as_of - first).days
+            cal_end = as_of - pd.Timedelta(days=span // 2)
+            notes.append(f"holdout_days ({holdout_days}) is not shorter than the {span} days from the first to the "
+                         f"last order day, which would leave nothing to calibrate on; the holdout used is the last "
+                         f"{span // 2} days (half the data), after {cal_end:%Y-%m-%d}")
     validation = None
     if cal_end >= as_of:
         notes.append(f"calibration_end {cal_end:%Y-%m-%d} leaves no holdout before the last order "
@@ -74,12 +98,17 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
                          f"holdout_days parameter ({holdout_days}) applies only when calibration_end is empty")
     per = rfm_table(orders, as_of, unit, per_customer=True)
     fitted = MODELS[model]().fit_rfm(rfm_table(orders, as_of, unit))
-    repeat = per[per.frequency > 0]
+    repeat = per[per.spend_frequency > 0]  # $0 repeat purchases are not spend (rfm_expr)
     if len(repeat) < 2:
-        raise ClvError("fewer than two repeat customers: spend per order cannot be modelled")
-    gg = GammaGamma().fit(repeat.frequency, repeat.monetary)
+        raise ClvError("fewer than two customers with a repeat purchase of revenue > 0: spend per order cannot be "
+                       "modelled")
+    gg = GammaGamma().fit(repeat.spend_frequency, repeat.monetary)
     values = customer_value(fitted, gg, per, horizon_days=horizon_days, discount_rate_per_year=discount_rate)
     c = source.table("customers")
+    never = c.anti_join(orders, c.customer_id.cast("string") == orders.customer_id.cast("string")).count()
+    coverage = dict(zero_revenue_orders=int(per.zero_revenue_orders.sum()),
+                    zero_spend_customers=int(((per.frequency > 0) & (per.spend_frequency == 0)).sum()),
+                    customers_without_orders=int(never.to_pandas()))
     categories = [segment] if segment else []
     if segment and segment not in c.columns:
         raise ClvError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
@@ -102,7 +131,29 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
             notes.append("no plan has enough subscriptions observed for 12 periods to fit the contractual model")
             contractual = None
     return ClvReadout(fitted, gg, values, validation, segments, simple, contractual, model, horizon_days, time_unit,
-                      discount_rate, segment or None, f"{as_of:%Y-%m-%d}", tuple(notes))
+                      discount_rate, segment or None, f"{as_of:%Y-%m-%d}", tuple(notes), **coverage)
+
+
+def data_coverage(readout: ClvReadout) -> str:
+    """One Markdown sentence (two with customers without orders) on what the models leave out: the $0
+    orders (purchases for frequency and recency, not spend) and the repeat customers left out of the spend
+    model because all their repeat purchases were $0; the customers who never ordered (no first purchase,
+    so not in the purchase model)."""
+    r = readout
+    spend = int(r.gamma_gamma.n_)
+    if r.zero_revenue_orders == 0:
+        text = f"No order has zero revenue: the spend model has all {spend:,} customers with a repeat purchase."
+    else:
+        z, left = r.zero_revenue_orders, r.zero_spend_customers
+        text = (f"{z:,} {'order has' if z == 1 else 'orders have'} zero revenue: they count as purchases "
+                f"(frequency and recency) but not as spend, so {left:,} repeat "
+                f"{'customer' if left == 1 else 'customers'} whose repeat purchases were all $0 "
+                f"{'is' if left == 1 else 'are'} left out of the spend model ({spend:,} customers are in it).")
+    if r.customers_without_orders:
+        n = r.customers_without_orders
+        text += (f" {n:,} {'customer has' if n == 1 else 'customers have'} no orders: without a first purchase "
+                 f"{'it is' if n == 1 else 'they are'} left out of the purchase model and valued at nothing here.")
+    return text
 
 
 def _parameter_table(fits) -> pd.DataFrame:
@@ -191,6 +242,9 @@ def summary_points(readout: ClvReadout) -> list[str]:
 def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
     """Headline cards and results.json values: ``mean_clv``, ``total_clv``, ``top20_share``, ``parameters``
     {model: {name: value}}, ``log_likelihood`` {model: value}, ``time_unit_days``; with a holdout, ``holdout``
+    ``data`` {zero_revenue_orders, zero_spend_customers (repeat customers whose repeat purchases are all $0,
+    left out of the spend model), customers_without_orders, spend_model_customers, purchase_model_customers},
+    ``notes`` (list of sentences); with a holdout, ``holdout``
     {mae, relative_error, actual, predicted, brier_purchase} and ``validation`` {calibration_start,
     calibration_end, holdout_end, holdout_days (the length used: holdout_end − calibration_end),
     calibration_fit {customers, parameters {model: {name: value}}, standard_errors {model: {name: value}},
@@ -207,6 +261,12 @@ def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
         "log_likelihood": {readout.model_name: float(readout.model.log_likelihood_),
                            "gamma_gamma": float(readout.gamma_gamma.log_likelihood_)},
         "time_unit_days": TIME_UNITS[readout.time_unit],
+        "data.zero_revenue_orders": readout.zero_revenue_orders,
+        "data.zero_spend_customers": readout.zero_spend_customers,
+        "data.customers_without_orders": readout.customers_without_orders,
+        "data.spend_model_customers": int(readout.gamma_gamma.n_),
+        "data.purchase_model_customers": len(readout.values),
+        "notes": list(readout.notes),
     }
     val = readout.validation
     if val is not None:

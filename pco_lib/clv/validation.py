@@ -122,7 +122,8 @@ def validate_holdout(orders, calibration_end, holdout_end=None, *, time_unit_day
 
     Per-customer MAE of holdout purchases, total predicted vs actual (relative error = predicted/actual − 1),
     the conditional-expectation table by calibration frequency, Brier scores (see :class:`HoldoutValidation`)
-    and, with ``spend=True``, the same for holdout revenue with a Gamma-Gamma fit on the repeat customers.
+    and, with ``spend=True``, the same for holdout revenue with a Gamma-Gamma fit on the customers with a repeat
+    purchase of revenue > 0 ($0 purchases count as purchases, not as spend; see :func:`rfm_expr`).
     "Purchase" = distinct purchase day of a customer, in calibration and holdout alike."""
     min_cell = _min_cell(min_cell_size)
     if not (isinstance(max_frequency, int | np.integer) and max_frequency >= 1):
@@ -148,10 +149,14 @@ def validate_holdout(orders, calibration_end, holdout_end=None, *, time_unit_day
     gg = None
     spend_fields = {}
     if spend:
-        repeat = c[c.frequency > 0]
-        gg = GammaGamma().fit(repeat.frequency, repeat.monetary)
+        repeat = c[c.spend_frequency > 0]  # paid repeat purchases only: $0 ones are not spend
+        if len(repeat) < 2:
+            raise ClvError("fewer than two customers with a repeat purchase of revenue > 0 before calibration_end "
+                           f"{table.attrs['calibration_end']}: spend per order cannot be modelled; choose a later "
+                           "calibration_end (or a shorter holdout_days)")
+        gg = GammaGamma().fit(repeat.spend_frequency, repeat.monetary)
         c["predicted_spend"] = c.predicted_purchases * np.asarray(
-            gg.expected_spend(c.frequency.to_numpy(), c.monetary.to_numpy()), dtype="float64")
+            gg.expected_spend(c.spend_frequency.to_numpy(), c.monetary.to_numpy()), dtype="float64")
         actual_spend = float(c.holdout_spend.sum())
         predicted_spend = float(c.predicted_spend.sum())
         spend_fields = dict(actual_spend=actual_spend, predicted_spend=predicted_spend,

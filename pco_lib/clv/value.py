@@ -196,7 +196,9 @@ def simple_clv(customers: pd.DataFrame, years_as_customer: float | BGNBD, *, by:
     ``customers``: one row per customer from :func:`rfm_table` (``per_customer=True``: frequency, T, revenue;
     its time unit from ``attrs`` or ``time_unit_days``), plus the ``by`` column for segments. Per segment:
 
-    - orders = purchase days (x + 1, the first included); AOV = Σ revenue / Σ orders;
+    - orders = purchase days (x + 1, the first included); AOV = Σ revenue / Σ orders — $0 orders count as
+      orders (they are purchases) and add nothing to revenue, so they lower the AOV: this is revenue per
+      order placed, the benchmark's own definition, unlike Gamma-Gamma's spend of the paid purchases;
     - orders per year = Σ orders / Σ years observed, where a customer is observed from the first purchase
       to the end of calibration (T) and **customers observed less than a year count as one year** (their
       purchases so far stand for their first year), so recent customers do not get annualised from a few

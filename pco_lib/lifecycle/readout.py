@@ -54,19 +54,30 @@ def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None
             min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> LifecycleReadout:
     """Stages now and ``compare_days`` ago with the transitions between them, RFM segments and a profile of
     the Champions, the lookalike model, repurchase gaps and contact windows per ``segment``, and lead
-    conversion (when there is a leads table). ``as_of`` defaults to the last order day."""
+    conversion (when there is a leads table). ``as_of`` defaults to the last order day.
+
+    A ``compare_days`` reaching back before the data (before the first conversion or order day) is
+    shortened to start on that first day, with a note and ``parameters_used.compare_days``: before it every
+    customer would be "not yet a customer", which compares nothing."""
     c, o = source.table("customers"), source.table("orders")
     leads = source.table("leads") if source.has("leads") else None
     events = source.table("events") if source.has("events") else None
     last = pd.Timestamp(o.ordered_at.max().to_pandas())
     day = _day(as_of, "as_of") if as_of else last.date()
+    if not (isinstance(compare_days, int | np.integer) and compare_days >= 1):
+        raise SegmentError(f"compare_days must be a whole number of days ≥ 1, not {compare_days!r}")
     start = day - dt.timedelta(days=compare_days)
+    notes = []
+    first = min(pd.Timestamp(c.converted_at.min().to_pandas()), pd.Timestamp(o.ordered_at.min().to_pandas())).date()
+    if start < first < day:
+        start = first
+        notes.append(f"compare_days ({compare_days}) reaches back before the data, which starts on {first}; the "
+                     f"comparison starts there instead ({(day - first).days} days before {day})")
     if segment and segment not in c.columns:
         raise SegmentError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
     stages = stage_counts(c, o, day, rules, leads=leads, min_cell_size=min_cell_size)
     by_segment = (stage_counts(c, o, day, rules, by=segment, min_cell_size=min_cell_size) if segment else None)
     transitions = stage_transitions(c, o, start, day, rules, leads=leads, min_cell_size=min_cell_size)
-    notes = []
     categories = [x for x in dict.fromkeys([segment, "channel", "device"]) if x and x in c.columns]
     try:
         profile = profile_top_segment(c, o, day, categories=categories, events=events, min_cell_size=min_cell_size)
@@ -142,8 +153,9 @@ def summary_points(r: LifecycleReadout) -> list[str]:
 
 def headlines(r: LifecycleReadout) -> tuple[list[tuple], dict]:
     """Headline cards and results.json values: ``stage_counts`` {stage: customers}, ``rfm_segments``
-    {segment: {customers, share_of_revenue}}, ``lookalike_auc``, ``contact_days`` {segment: day} and
-    ``lead_conversion`` {source: rate}."""
+    {segment: {customers, share_of_revenue}}, ``lookalike_auc``, ``contact_days`` {segment: day},
+    ``lead_conversion`` {source: rate}, ``notes`` and ``parameters_used.compare_days`` (the days compared:
+    as_of − start)."""
     s = r.stages.set_index("stage").customers
 
     def clean(v):
@@ -155,7 +167,8 @@ def headlines(r: LifecycleReadout) -> tuple[list[tuple], dict]:
               "rfm_segments": {row.segment: {"customers": clean(row.customers),
                                              "share_of_revenue": clean(row.share_of_revenue)}
                                for row in r.rfm.itertuples()},
-              "contact_days": {row.segment: clean(row.contact_day) for row in r.gaps.itertuples()}}
+              "contact_days": {row.segment: clean(row.contact_day) for row in r.gaps.itertuples()},
+              "notes": list(r.notes), "parameters_used.compare_days": (r.as_of - r.start).days}
     if r.lookalike is not None:
         cards.append(("lookalike_auc", clean(r.lookalike.auc), "Lookalike AUC", ".2f"))
     if r.leads is not None:

@@ -1,7 +1,8 @@
 """RFM scores, the named RFM segments and what sets the top segment apart.
 
 **RFM** (:func:`rfm_expr`): recency = days since the last order, frequency = orders, monetary = revenue up
-to ``as_of``, for customers with at least one order. Scores 1–5 by rank: score = ⌊5·k/n⌋ + 1 where k is
+to ``as_of``, for customers with at least one order ($0 orders count in recency and frequency and add 0 to
+monetary; customers without orders are not scored). Scores 1–5 by rank: score = ⌊5·k/n⌋ + 1 where k is
 the number of customers strictly worse (0-based minimum rank; recency reversed, so the most recent get 5);
 tied customers share a score. Named segments follow the de-facto standard R×F grid: the segment names of
 Putler's guide "RFM Analysis For Successful Customer Segmentation" (putler.com/rfm-analysis), laid out on

@@ -25,6 +25,10 @@ leads created less than that many days ago (older open leads are left out as sta
 Recency comes first on purpose: a VIP who has gone quiet is shown as at risk (the RFM view's "Can't lose
 them" keeps their value visible). Where conversion = first purchase, a one-order customer is new for 90
 days and then at risk, so ``one_time`` stays small; it matters where conversion is a signup.
+
+$0 orders (revenue 0, allowed by the data model) are orders like any other for recency, order counts and
+stages; they add nothing to the VIP window's spend, and a customer who spent nothing is never VIP. Customers
+without orders are counted from their conversion (new, one_time, then at risk and lapsed).
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ from .pareto_nbd import ParetoNBD
 
 
 def clv(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, frequency, recency, T, monetary, *, horizon_days: float,
-        discount_rate_per_year: float, time_unit_days: float | None = None, step_days: float = DAYS_PER_MONTH):
+        discount_rate_per_year: float, time_unit_days: float | None = None, step_days: float = DAYS_PER_MONTH,
+        spend_frequency=None):
     """Discounted expected revenue of each customer over the next ``horizon_days`` days.
 
     The horizon is cut into steps of ``step_days`` days (default one month, 365.25/12 days; the last step
@@ -43,7 +44,9 @@ def clv(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, frequency, recency, T, monetar
     (:meth:`GammaGamma.expected_spend`) and d = ``discount_rate_per_year`` (e.g. 0.1 for 10% a year):
     purchases expected in a step are discounted from the end of that step. Hence horizon 0 gives 0, a zero
     rate gives E[Z] · E[Y(horizon/u)], and shorter steps approach continuous discounting.
-    Returns revenue; multiply by a margin for profit.
+    Returns revenue; multiply by a margin for profit. ``spend_frequency``: the number of repeat purchases
+    ``monetary`` is the mean of, when it differs from ``frequency`` (e.g. $0 purchases left out of spend);
+    E[Z | …] is then computed with it.
     """
     horizon = positive_number(horizon_days, "horizon_days", allow_zero=True)
     unit = resolve_unit([("the purchase model", _model_unit(bgnbd)),
@@ -54,7 +57,8 @@ def clv(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, frequency, recency, T, monetar
         raise ClvError(f"discount_rate_per_year must be a finite annual rate > −1 (e.g. 0.1), "
                        f"not {discount_rate_per_year!r}")
     x, tx, t = _rfm_arrays(frequency, recency, T)
-    spend = np.asarray(gg.expected_spend(x, _array(monetary, "monetary")), dtype="float64")
+    spend_x = x if spend_frequency is None else _array(spend_frequency, "spend_frequency")
+    spend = np.asarray(gg.expected_spend(spend_x, _array(monetary, "monetary")), dtype="float64")
     total = np.zeros(len(x))
     n_steps = math.ceil(horizon / step - 1e-9) if horizon > 0 else 0
     previous = np.zeros(len(x))
@@ -74,7 +78,8 @@ def customer_value(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, customers: pd.DataF
     The units of the frame (``customers.attrs["time_unit_days"]`` or ``time_unit_days``) and of the model
     must agree (ClvError otherwise). Returns the frame's customer_id (if any), frequency, recency, T and
     monetary with p_alive (at the end of calibration), expected_purchases (undiscounted, over the horizon),
-    expected_spend (Gamma-Gamma E[Z | x, m_x]) and clv (discounted revenue, see :func:`clv`).
+    expected_spend (Gamma-Gamma E[Z | x, m_x]) and clv (discounted revenue, see :func:`clv`). With a
+    ``spend_frequency`` column (the repeat purchases ``monetary`` is the mean of), E[Z] uses it for x.
     """
     if not isinstance(customers, pd.DataFrame):
         raise ClvError("customers must be a pandas DataFrame from rfm_table(..., per_customer=True)")
@@ -88,12 +93,13 @@ def customer_value(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, customers: pd.DataF
     keep = [c for c in ("customer_id", "frequency", "recency", "T", "monetary") if c in customers.columns]
     out = customers[keep].reset_index(drop=True).copy()
     args = (out.frequency.to_numpy(), out.recency.to_numpy(), out["T"].to_numpy())
+    spend_x = (customers["spend_frequency"].to_numpy(dtype="float64") if "spend_frequency" in customers.columns
+               else out.frequency.to_numpy())
     out["p_alive"] = np.asarray(bgnbd.probability_alive(*args), dtype="float64")
     out["expected_purchases"] = np.asarray(bgnbd.expected_purchases(horizon / unit, *args), dtype="float64")
-    out["expected_spend"] = np.asarray(gg.expected_spend(out.frequency.to_numpy(), out.monetary.to_numpy()),
-                                       dtype="float64")
+    out["expected_spend"] = np.asarray(gg.expected_spend(spend_x, out.monetary.to_numpy()), dtype="float64")
     out["clv"] = np.asarray(clv(bgnbd, gg, *args, out.monetary.to_numpy(), horizon_days=horizon,
                                 discount_rate_per_year=discount_rate_per_year, time_unit_days=unit,
-                                step_days=step_days), dtype="float64")
+                                step_days=step_days, spend_frequency=spend_x), dtype="float64")
     out.attrs["time_unit_days"] = unit
     return out
