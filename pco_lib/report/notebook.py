@@ -128,8 +128,11 @@ def collect_results(nb) -> dict[str, Any]:
                 continue
             if isinstance(payload, str):
                 payload = json.loads(payload)
-            if "append" in payload:
+            if "append" in payload:  # note()
                 results.setdefault(payload["key"], []).append(payload["append"])
+                continue
+            if payload["key"] == "notes" and isinstance(payload["value"], list):  # a readout's notes, recorded
+                results.setdefault("notes", []).extend(payload["value"])
                 continue
             target = results
             *parents, leaf = payload["key"].split(".")
