@@ -87,7 +87,10 @@ def cmd_run_all(args) -> int:
     if args.jobs == 1:
         rows = [one(run) for run in runs]
     else:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        import multiprocessing
+
+        # spawned, not forked: a fork of a process whose engine threads hold locks (DuckDB) can hang for ever
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             rows = list(pool.map(one, runs))
     write_skipped(args.out, [{"name": name, "report": run.report, "reason": error}
                              for run, (name, status, _, error) in zip(runs, rows) if status == "skipped"])
