@@ -1,6 +1,7 @@
 """Reading a raw export through a mapping file: the CDNOW sample as published, renamed columns, time zones,
 globs, databases, and clear errors for a wrong mapping."""
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from pco_lib.cli import main
 from pco_lib.data import DataError, connect
 from pco_lib.data.checks import check_source
+from pco_lib.report import list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CDNOW = ROOT / "tests" / "data" / "cdnow_sample.txt"
@@ -280,3 +282,27 @@ def test_database_tables_named_in_the_environment(tmp_path, monkeypatch):
     _write(mapping, mapping.read_text().replace("analytics.fct_orders", "analytics.orders"))
     with pytest.raises(DataError, match="'analytics.orders' not found in the database"):
         connect(mapping)
+
+
+def test_the_raw_cdnow_file_through_a_mapping_runs_every_applicable_report_with_defaults(tmp_path, capsys):
+    """The public CDNOW sample as published (whitespace separated, no header, $0 orders, no customers file),
+    read through the shipped example mapping: every report that needs only customers and orders runs with its
+    defaults; the others are skipped."""
+    from pco_lib.report import REPO_ROOT
+
+    mapping = REPO_ROOT / "examples" / "cdnow" / "mapping.yml"
+    reports = ["data_overview", "cohort_retention", "churn_survival", "clv", "lifecycle_segments",
+               "customer_feedback", "ab_test"]
+    schedule = tmp_path / "schedule.yml"
+    schedule.write_text("runs:\n" + "".join(f"  - {{report: {r}, data: {mapping}}}\n" for r in reports))
+    out = tmp_path / "reports"
+    code = main(["run-all", "--schedule", str(schedule), "--out", str(out), "-q"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "5 succeeded, 0 failed, 2 skipped" in printed, printed
+    runs = {r["report"]: r for r in list_runs(out)}
+    overview = json.loads((out / runs["data_overview"]["folder"] / "results.json").read_text())
+    assert overview["customers"] == 2357  # README of the reference data: 2,357 customers, 6,919 transactions
+    assert overview["orders"] == 6919
+    raw = pd.read_csv(REPO_ROOT / "tests" / "data" / "cdnow_sample.txt", sep=r"\s+", header=None)
+    assert overview["revenue"] == pytest.approx(raw[4].sum(), abs=0.01)  # independent sum of the dollars
+    assert runs["clv"]["data_period"] == "01 Jan 1997 – 30 Jun 1998"

@@ -57,14 +57,30 @@ def _identifiers(folder) -> frozenset:
     return frozenset(customers.customer_id) | frozenset(customers.email) | frozenset(customers.lead_id)
 
 
+@pytest.fixture(scope="session")
+def report_run(tiny_sample, tmp_path_factory):
+    """``report_run(report, non_default=False)``: one run per report and parameter set on the tiny sample,
+    shared by the tests that read it (each kernel costs seconds; a test that needs a fresh run makes its own)."""
+    done = {}
+
+    def run(report, non_default=False):
+        if (report, non_default) not in done:
+            out = tmp_path_factory.mktemp(f"{report}-{'non-default' if non_default else 'default'}")
+            done[report, non_default] = run_report(report, data_dir=tiny_sample, out_dir=out,
+                                                   params=NON_DEFAULT[report] if non_default else None)
+        return done[report, non_default]
+
+    return run
+
+
 def test_every_report_has_a_contract_entry():
     assert set(list_reports()) == set(NON_DEFAULT) == set(EXPECTED_KEYS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("report", sorted(NON_DEFAULT))
-def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, browser):
-    result = run_report(report, data_dir=tiny_sample, out_dir=tmp_path, params=NON_DEFAULT[report])
+def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, browser, report_run):
+    result = report_run(report, non_default=True)
     assert result.ok, result.error
     results = json.loads((result.folder / "results.json").read_text())
     assert EXPECTED_KEYS[report] <= set(results)
@@ -88,9 +104,9 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, 
 
 
 @pytest.mark.slow
-def test_data_overview_counts_match_the_generated_sample(tiny_sample, tmp_path):
+def test_data_overview_counts_match_the_generated_sample(tiny_sample, report_run):
     truth = json.loads((tiny_sample / "truth.json").read_text())
-    result = run_report("data_overview", data_dir=tiny_sample, out_dir=tmp_path)
+    result = report_run("data_overview")
     assert result.ok, result.error
     assert result.results["customers"] == truth["customers"] == 1500
     assert result.results["orders"] == truth["counts"]["orders"]
@@ -98,8 +114,8 @@ def test_data_overview_counts_match_the_generated_sample(tiny_sample, tmp_path):
 
 
 @pytest.mark.slow
-def test_ab_test_results_have_every_metric_and_arm(tiny_sample, tmp_path):
-    result = run_report("ab_test", data_dir=tiny_sample, out_dir=tmp_path, params=NON_DEFAULT["ab_test"])
+def test_ab_test_results_have_every_metric_and_arm(report_run):
+    result = report_run("ab_test", non_default=True)
     assert result.ok, result.error
     metrics = result.results["metrics"]
     assert set(metrics) == {"retained", "revenue", "repeat", "orders"}  # orders is a guardrail
@@ -114,10 +130,10 @@ def test_ab_test_results_have_every_metric_and_arm(tiny_sample, tmp_path):
 
 
 @pytest.mark.slow
-def test_churn_survival_writes_scores_beside_the_report_and_never_into_the_html(tiny_sample, tmp_path):
+def test_churn_survival_writes_scores_beside_the_report_and_never_into_the_html(report_run):
     import pandas as pd
 
-    result = run_report("churn_survival", data_dir=tiny_sample, out_dir=tmp_path)
+    result = report_run("churn_survival")
     assert result.ok, result.error
     scores = pd.read_csv(result.folder / "churn_risk.csv")
     assert {"customer_id", "days", "churn_probability"} <= set(scores.columns)
@@ -141,9 +157,9 @@ def test_the_browser_check_catches_a_page_that_needs_the_network(tmp_path, brows
 
 @pytest.mark.slow
 @pytest.mark.parametrize("report", ["clv", "lifecycle_segments", "ab_test"])
-def test_same_data_and_parameters_give_identical_results(report, tiny_sample, tmp_path):
-    first = run_report(report, data_dir=tiny_sample, out_dir=tmp_path / "a")
-    second = run_report(report, data_dir=tiny_sample, out_dir=tmp_path / "b")
+def test_same_data_and_parameters_give_identical_results(report, tiny_sample, tmp_path, report_run):
+    first = report_run(report)  # maybe run by another test: the second run is always a fresh one
+    second = run_report(report, data_dir=tiny_sample, out_dir=tmp_path)
     assert first.ok and second.ok
     assert (first.folder / "results.json").read_bytes() == (second.folder / "results.json").read_bytes()
 
