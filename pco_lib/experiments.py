@@ -552,12 +552,23 @@ def _fmt(metric: str, value: float, signed: bool = False) -> str:
     return f"{value:+,.2f}" if signed else f"{value:,.2f}"
 
 
+VERDICT_DISPLAY = {  # verdict -> (tone of its banner, title)
+    "ship": ("positive", "Ship"), "trade-off": ("mixed", "Trade-off: decide"),
+    "keep running": ("waiting", "Keep running"), "stop": ("neutral", "Stop: no effect of practical size"),
+    "do not ship": ("negative", "Do not ship"), "do not trust": ("warning", "Do not trust this result"),
+}
+
+
+def verdict_display(readout: Readout) -> tuple[str, str, str]:
+    """The verdict as its banner shows it: tone, title and the reasons in one paragraph."""
+    tone, title = VERDICT_DISPLAY[readout.verdict]
+    text = " ".join(readout.reasons)
+    return tone, title, text[:1].upper() + text[1:]
+
+
 def summary_points(readout: Readout) -> list[str]:
-    """The verdict and one plain sentence per metric (effect and interval)."""
-    verdicts = {"ship": "✅ **Ship**", "trade-off": "⚖️ **Trade-off: decide**", "keep running": "⏳ **Keep running**",
-                "stop": "⏹️ **Stop: no effect of practical size**", "do not ship": "⛔ **Do not ship**",
-                "do not trust": "⚠️ **Do not trust this result**"}
-    points = [f"{verdicts[readout.verdict]}: " + " ".join(readout.reasons)]
+    """One plain sentence per metric (effect and interval); the verdict itself is :func:`verdict_display`."""
+    points = []
     level = f"{1 - readout.alpha:.0%}"
     for r in readout.effects.itertuples():
         if not np.isfinite(r.effect):  # an arm without mature customers: nothing to say yet
@@ -571,7 +582,7 @@ def summary_points(readout: Readout) -> list[str]:
     if readout.left_out:
         points.append(f"{readout.left_out:,} recently assigned customers are not counted yet: their "
                       f"{readout.window_days}-day window has not ended.")
-    return points
+    return points or ["No metric can be read yet: see the verdict above."]
 
 
 def headlines(readout: Readout, churn: list[ChurnEffect] | None = None) -> tuple[list[tuple], dict]:

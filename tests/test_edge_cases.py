@@ -304,8 +304,9 @@ def test_an_arm_without_mature_customers_keeps_running(young_treatment):
                                   f"customers have had their 30-day window end, at least 2 are needed; its first "
                                   f"30-day window ends on {first_end:%Y-%m-%d}.")
     assert readout.effects.effect.isna().all() and list(readout.effects.metric) == ["repeat", "revenue"]
-    points = experiments.summary_points(readout)
-    assert points[0].startswith("⏳ **Keep running**: Not enough mature customers in arm treatment")
+    tone, title, text = experiments.verdict_display(readout)
+    assert (tone, title) == ("waiting", "Keep running") and text.startswith("Not enough mature customers in arm")
+    assert not any("a change of" in p for p in experiments.summary_points(readout))  # no effect to state yet
     cards, hidden = experiments.headlines(readout)
     assert hidden["verdict"] == "keep running" and np.isnan(hidden["metrics.repeat.treatment.effect"])
     by_week = experiments.summarize_experiment(source, "onboarding_email", 30, segment="assignment_week")

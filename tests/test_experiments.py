@@ -567,3 +567,23 @@ def test_cuped_on_the_sample_reduces_revenue_variance(business):
     plain = read_experiment(source, "onboarding_email", ["revenue"], 30).effects.iloc[0]
     adjusted = read_experiment(source, "onboarding_email", ["revenue"], 30, use_cuped=True).effects.iloc[0]
     assert adjusted.variance_reduction > 0.02 and adjusted.se < plain.se
+
+
+def test_every_verdict_has_a_banner_with_an_svg_icon_and_no_emoji(monkeypatch):
+    """Emoji render as empty boxes where no emoji font is installed: the banner draws its icon in SVG."""
+    import IPython.display
+
+    from pco_lib import experiments
+    from pco_lib.report import verdict_banner
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj.data))
+    assert set(experiments.VERDICT_DISPLAY) == set(experiments.VERDICTS)
+    tones = {tone for tone, _ in experiments.VERDICT_DISPLAY.values()}
+    assert len(tones) == len(experiments.VERDICTS)  # each outcome looks different
+    for tone, title in experiments.VERDICT_DISPLAY.values():
+        verdict_banner(tone, title, "why")
+    assert len(shown) == len(tones)
+    for page, (tone, title) in zip(shown, experiments.VERDICT_DISPLAY.values()):
+        assert "<svg" in page and f"pco-verdict-{tone}" in page and title in page
+        assert not any(ord(ch) > 0x2000 for ch in page), "an emoji or symbol outside the usual fonts"

@@ -21,6 +21,7 @@ from .notebook import (  # noqa: F401
     record,
     record_headlines,
     summary_box,
+    verdict_banner,
 )
 from .params import (  # noqa: F401
     BASE_TYPES,

@@ -107,6 +107,32 @@ def summary_box(points: list[str], title: str | None = None) -> None:
                      f"padding:8px 16px;margin:8px 0'>\n\n{heading}{body}\n\n</div>"))
 
 
+_TONES = {  # text colour, background, icon (inline SVG: no emoji, which render as boxes without an emoji font)
+    "positive": ("#1a7f37", "#dafbe1", '<path d="M3 8.5l3 3 7-7"/>'),
+    "mixed": ("#9a6700", "#fff8c5", '<path d="M8 2v12M5 14h6M2 5h12M2 5l-1.5 4h3zM14 5l-1.5 4h3z"/>'),
+    "waiting": ("#0969da", "#ddf4ff", '<circle cx="8" cy="8" r="6"/><path d="M8 4.5V8l2.5 1.5"/>'),
+    "neutral": ("#57606a", "#f6f8fa", '<rect x="4" y="4" width="8" height="8"/>'),
+    "negative": ("#cf222e", "#ffebe9", '<path d="M4 4l8 8M12 4l-8 8"/>'),
+    "warning": ("#bc4c00", "#fff1e5", '<path d="M8 1.8l6.7 12H1.3z"/><path d="M8 6.5v3.2M8 11.6v.4"/>'),
+}
+
+
+def verdict_banner(tone: str, title: str, text: str = "") -> None:
+    """The decision at the top of a report, styled by its outcome: ``tone`` is one of positive, mixed,
+    waiting, neutral, negative or warning (e.g. ship, trade-off, keep running, stop, do not ship, do not trust)."""
+    from IPython.display import HTML, display
+
+    colour, background, icon = _TONES[tone]
+    svg = (f'<svg width="22" height="22" viewBox="0 0 16 16" fill="none" stroke="{colour}" stroke-width="1.8" '
+           f'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" style="flex:none">{icon}</svg>')
+    display(HTML(
+        f'<div class="pco-verdict pco-verdict-{tone}" role="status" style="display:flex;gap:12px;'
+        f'align-items:flex-start;border:2px solid {colour};background:{background};border-radius:8px;'
+        f'padding:10px 16px;margin:8px 0">'
+        f'{svg}<div><div style="font-size:1.25em;font-weight:700;color:{colour}">{html.escape(title)}</div>'
+        f'<div style="margin-top:2px">{html.escape(text)}</div></div></div>'))
+
+
 def note(text: str) -> None:
     """Say on the page what the report left out or changed, and add it to the ``notes`` list of results.json
     (e.g. "There is no subscriptions table, so …")."""
