@@ -5,6 +5,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CDNOW_FILE = ROOT / "tests" / "data" / "cdnow_sample.txt"  # lifetimes' CDNOW_sample.txt (FHL 2005's 1/10 sample)
+
+
+@pytest.fixture(scope="session")
+def cdnow_orders():
+    """The CDNOW transactions as orders (customer_id, ordered_at, revenue), read with pandas from the raw file."""
+    import pandas as pd
+
+    raw = pd.read_csv(CDNOW_FILE, sep=r"\s+", header=None, names=["master_id", "sample_id", "date", "cds", "value"],
+                      dtype={"master_id": str, "sample_id": str, "date": str})
+    return pd.DataFrame({"customer_id": raw.sample_id, "ordered_at": pd.to_datetime(raw.date, format="%Y%m%d"),
+                         "revenue": raw.value.astype(float)})
 
 
 @pytest.fixture(scope="session")

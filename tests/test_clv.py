@@ -5,7 +5,6 @@ Hardie & Lee 2005): 6,919 transactions of 2,357 customers, calibration to 1997-0
 """
 
 import math
-from pathlib import Path
 
 import ibis
 import numpy as np
@@ -24,17 +23,8 @@ from pco_lib.stats.models import (
 )
 from pco_lib.stats.models import clv as model_clv
 
-DATA = Path(__file__).parent / "data" / "cdnow_sample.txt"
 CALIBRATION_END = "1997-09-30"
 T = pd.Timestamp
-
-
-@pytest.fixture(scope="module")
-def cdnow_orders() -> pd.DataFrame:
-    raw = pd.read_csv(DATA, sep=r"\s+", header=None, names=["master_id", "sample_id", "date", "cds", "value"],
-                      dtype={"master_id": str, "sample_id": str, "date": str})
-    return pd.DataFrame({"customer_id": raw.sample_id, "ordered_at": pd.to_datetime(raw.date, format="%Y%m%d"),
-                         "revenue": raw.value.astype(float)})
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,12 @@ import pytest
 from pco_lib import clv, data
 from pco_lib.stats.models import BGNBD, ClvError
 
-CDNOW = Path(__file__).parent / "data" / "cdnow_sample.txt"
 CALIBRATION_END = "1997-09-30"
 
 
 @pytest.fixture(scope="module")
-def cdnow() -> pd.DataFrame:
-    raw = pd.read_csv(CDNOW, sep=r"\s+", header=None, names=["master_id", "sample_id", "date", "cds", "value"],
-                      dtype={"master_id": str, "sample_id": str, "date": str})
-    return pd.DataFrame({"customer_id": raw.sample_id, "ordered_at": pd.to_datetime(raw.date, format="%Y%m%d"),
-                         "revenue": raw.value.astype(float)})
+def cdnow(cdnow_orders) -> pd.DataFrame:
+    return cdnow_orders.copy()  # the session's frame stays as read
 
 
 def _source(orders: pd.DataFrame, customers: pd.DataFrame | None = None):

@@ -303,6 +303,6 @@ def test_the_raw_cdnow_file_through_a_mapping_runs_every_applicable_report_with_
     overview = json.loads((out / runs["data_overview"]["folder"] / "results.json").read_text())
     assert overview["customers"] == 2357  # README of the reference data: 2,357 customers, 6,919 transactions
     assert overview["orders"] == 6919
-    raw = pd.read_csv(REPO_ROOT / "tests" / "data" / "cdnow_sample.txt", sep=r"\s+", header=None)
+    raw = pd.read_csv(CDNOW, sep=r"\s+", header=None)
     assert overview["revenue"] == pytest.approx(raw[4].sum(), abs=0.01)  # independent sum of the dollars
     assert runs["clv"]["data_period"] == "01 Jan 1997 – 30 Jun 1998"
