@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.model import TABLES
 from .params import Parameter, ParameterError
 
 
@@ -74,8 +75,6 @@ def _and(items: list[str]) -> str:
 
 
 def _file_hint(table: str) -> str:
-    from ..data.model import TABLES
-
     return f"{table}.parquet or {table}.csv ({', '.join(TABLES[table].required_columns)})"
 
 
@@ -84,8 +83,6 @@ def plan_run(report: str, needs: Needs, schema: list[Parameter], values: dict[st
     """Compare a run's needs with ``source`` (a :class:`~pco_lib.data.source.DataSource`). ``values``: every
     parameter's value; ``given``: the names the user set; ``where``: the data's name for messages."""
     plan = RunPlan()
-    from ..data.model import TABLES
-
     required = needs.required(values)
     # a table every data folder must hold (customers, orders) is validation's business: invalid data, not a skip
     absent = [t for t in required if not source.has(t) and not (t in TABLES and TABLES[t].required)]
