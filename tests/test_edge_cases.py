@@ -80,6 +80,7 @@ def test_cdnow_zero_orders_are_first_purchases_and_leave_the_published_fits_alon
     _, hidden = clv.headlines(readout)
     assert hidden["data.zero_revenue_orders"] == 8 and hidden["data.zero_spend_customers"] == 0
     assert "8 orders have zero revenue" in clv.data_coverage(readout)
+    assert "no repeat customer is left out of the spend model" in clv.data_coverage(readout)
 
 
 @pytest.fixture(scope="module")

@@ -145,10 +145,11 @@ def data_coverage(readout: ClvReadout) -> str:
         text = f"No order has zero revenue: the spend model has all {spend:,} customers with a repeat purchase."
     else:
         z, left = r.zero_revenue_orders, r.zero_spend_customers
+        who = ("no repeat customer is left out of the spend model because of them" if left == 0 else
+               f"{left:,} repeat {'customer' if left == 1 else 'customers'} whose repeat purchases were all $0 "
+               f"{'is' if left == 1 else 'are'} left out of the spend model")
         text = (f"{z:,} {'order has' if z == 1 else 'orders have'} zero revenue: they count as purchases "
-                f"(frequency and recency) but not as spend, so {left:,} repeat "
-                f"{'customer' if left == 1 else 'customers'} whose repeat purchases were all $0 "
-                f"{'is' if left == 1 else 'are'} left out of the spend model ({spend:,} customers are in it).")
+                f"(frequency and recency) but not as spend; {who} ({spend:,} customers are in it).")
     if r.customers_without_orders:
         n = r.customers_without_orders
         text += (f" {n:,} {'customer has' if n == 1 else 'customers have'} no orders: without a first purchase "
