@@ -1,6 +1,7 @@
 """The report runner: parameter checks before the kernel, publishing, failure safety, the index."""
 
 import json
+import os
 import shutil
 
 import nbformat
@@ -146,6 +147,20 @@ def test_run_all_runs_side_by_side_without_clobbering(toy_notebooks, tmp_path, c
     index = (out / "index.html").read_text()
     assert all(r["run_id"] in index for r in runs)
     assert "2 succeeded, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+def test_kernels_talk_over_private_unix_sockets_not_tcp_ports():
+    """Over TCP two kernels starting at once can pick the same free port ("Address already in use", then
+    "Kernel died before replying to kernel_info": seen in CI with run-all -j 2); Unix sockets cannot clash."""
+    from pco_lib.report.runner import _kernel_config
+
+    with _kernel_config() as first, _kernel_config() as second:
+        ips = [c.KernelManager.ip for c in (first, second)]
+        assert first.KernelManager.transport == second.KernelManager.transport == "ipc"
+        assert ips[0] != ips[1] and all(os.path.isdir(os.path.dirname(ip)) for ip in ips)
+        assert all(len(ip) + 3 < 100 for ip in ips)  # a Unix socket path must stay under 104-108 bytes
+    assert not any(os.path.exists(os.path.dirname(ip)) for ip in ips)  # removed with the run
 
 
 @pytest.mark.parametrize("text, message", [

@@ -10,6 +10,7 @@ never touches earlier runs. ``OUT/index.html`` lists every run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -17,6 +18,7 @@ import platform
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -269,6 +271,21 @@ def run_report(
                           "published and earlier runs are unchanged", code=1) from None
 
 
+@contextlib.contextmanager
+def _kernel_config():
+    """Kernel configuration for one run: on POSIX the kernel talks over Unix sockets in a private temporary
+    folder. Over TCP the client picks free ports, closes them and the kernel binds them a moment later, so two
+    kernels starting together (``run-all -j 2``) can pick the same port: "Address already in use", then
+    "Kernel died before replying to kernel_info" (seen in CI)."""
+    from traitlets.config import Config
+
+    if os.name != "posix":
+        yield Config()
+        return
+    with tempfile.TemporaryDirectory(prefix="pco-kernel-") as folder:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "k")}})
+
+
 def _execute(report, name, notebook, staging, values, full, plan, fingerprint, period, started, salt, progress,
              log) -> RunResult:
     """Execute the notebook in ``staging``, write the HTML, results.json and manifest.json, and publish the
@@ -282,11 +299,12 @@ def _execute(report, name, notebook, staging, values, full, plan, fingerprint, p
     status, error = "succeeded", None
     log(f"running {name} ({report}, {run_id})" if name != report else f"running {report} ({run_id})")
     try:
-        pm.execute_notebook(
-            str(notebook), str(executed), parameters=values, kernel_name="python3", cwd=str(staging),
-            progress_bar=progress, log_output=False, report_mode=False,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP without encryption"
-        )
+        with _kernel_config() as config:
+            pm.execute_notebook(
+                str(notebook), str(executed), parameters=values, kernel_name="python3", cwd=str(staging),
+                progress_bar=progress, log_output=False, report_mode=False, config=config,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP without encryption"
+            )
     except pm.PapermillExecutionError as exc:
         status = "failed"
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
