@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one report")
     p.add_argument("report")
     p.add_argument("--data", default=None,
-                   help="data folder, mapping file (.yml) or env:NAME (default: the report's data_dir, data/sample)")
+                   help="data folder, mapping file (.yml) or env:NAME (default: $PCO_DATA, else data/sample)")
     p.add_argument("--out", default="reports", help="reports folder (default: reports)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="set a report parameter (repeatable)")

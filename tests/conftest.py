@@ -19,14 +19,45 @@ def cdnow_orders():
                          "revenue": raw.value.astype(float)})
 
 
-@pytest.fixture(scope="session")
-def tiny_sample(tmp_path_factory) -> Path:
-    """A small sample business (1,500 customers), generated once per test session."""
-    from pco_lib.data.sample import generate_sample
+_TINY: list[Path] = []  # the tiny sample of this test process, generated on first use
 
-    out = tmp_path_factory.mktemp("data") / "sample"
-    generate_sample(out, customers=1500, seed=7, progress=False)
-    return out
+
+def _tiny_sample() -> Path:
+    """A small sample business (1,500 customers, seed 7), generated once per test process (each xdist worker
+    is one): shared by the tests that take ``tiny_sample`` and by the notebooks nbval runs."""
+    if not _TINY:
+        import tempfile
+
+        from pco_lib.data.sample import generate_sample
+
+        out = Path(tempfile.mkdtemp(prefix="pco-tiny-")) / "sample"
+        generate_sample(out, customers=1500, seed=7, progress=False)
+        _TINY.append(out)
+    return _TINY[0]
+
+
+def pytest_configure(config):
+    os.environ.pop("PCO_DATA", None)  # an analyst's own data never leaks into the tests
+
+
+def pytest_unconfigure(config):
+    for folder in _TINY:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def pytest_collection_finish(session):
+    """nbval runs each committed notebook top to bottom with its defaults; its ``data_dir`` default ("")
+    reads ``$PCO_DATA``, which points at the tiny sample here, set before nbval starts a kernel (which
+    inherits the environment). A hook of this conftest on nbval's items would not run: they live outside
+    tests/. The 20,000-customer sample stays for ``make report``."""
+    if any(item.path.suffix == ".ipynb" for item in session.items):
+        os.environ["PCO_DATA"] = str(_tiny_sample())
+
+
+@pytest.fixture(scope="session")
+def tiny_sample() -> Path:
+    """A small sample business (1,500 customers), generated once per test process."""
+    return _tiny_sample()
 
 
 @pytest.fixture(scope="session")

@@ -197,6 +197,22 @@ def test_pco_run_of_a_report_whose_table_is_missing_exits_1_and_publishes_nothin
     assert "cohort_retention with activity event needs events" in capsys.readouterr().err
 
 
+def test_pco_data_is_the_data_of_a_run_that_names_none(minimal_data, tmp_path, no_kernel, monkeypatch, capsys):
+    """$PCO_DATA is read when neither --data nor -p data_dir is given (a relative path from where pco runs);
+    without it the sample is; connect("") in a notebook reads the same."""
+    from pco_lib.data.source import SAMPLE_DIR, connect, default_data
+
+    assert default_data() == str(SAMPLE_DIR)
+    monkeypatch.chdir(minimal_data.parent)
+    monkeypatch.setenv("PCO_DATA", minimal_data.name)
+    assert default_data() == str(minimal_data)
+    assert set(connect("").names) == {"customers", "orders"}
+    assert main(["run", "ab_test", "--out", str(tmp_path / "reports")]) == 1
+    assert f"{minimal_data} has neither" in capsys.readouterr().err  # the runner resolved $PCO_DATA
+    monkeypatch.setenv("PCO_DATA", "env:PCO_TEST_WAREHOUSE")
+    assert default_data() == "env:PCO_TEST_WAREHOUSE"
+
+
 def _fake_papermill(monkeypatch, effect=None):
     """Papermill without a kernel: the 'executed' notebook is the input, then ``effect(output_path)``."""
     import shutil

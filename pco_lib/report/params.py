@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 BASE_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 TRUE_WORDS, FALSE_WORDS, NONE_WORDS = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}, {"none", "null"}
 
@@ -261,6 +259,8 @@ def parse_parameters_source(source: str, where: str = "parameters cell") -> list
 
 def notebook_parameters(path: str | Path) -> list[Parameter]:
     """The parameters of a notebook, from its cell tagged ``parameters``."""
+    import nbformat  # here, not at the top: importing it costs ~3 s of CPU in every report's kernel (jsonschema)
+
     nb = nbformat.read(str(path), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:

@@ -205,7 +205,7 @@ def run_report(
     :class:`~pco_lib.report.params.ParameterError` before any kernel starts. A notebook that raises gives a
     published run with status ``failed``; earlier runs are never touched.
     """
-    from ..data.source import CONNECTION_PREFIX
+    from ..data.source import CONNECTION_PREFIX, default_data
 
     notebook = report_notebook(report, nb_dir)
     salt = None
@@ -232,7 +232,7 @@ def run_report(
     fingerprint = period = None
     plan = RunPlan()
     if "data_dir" in full:
-        where = str(full["data_dir"])
+        where = str(full["data_dir"]) or default_data()
         if not where.startswith(CONNECTION_PREFIX):  # a folder or mapping file; env:NAME names a database
             data_path = Path(where)
             if not data_path.is_absolute():
