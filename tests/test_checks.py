@@ -310,3 +310,41 @@ def test_row_counts_print_as_whole_numbers_beside_an_absent_table(folder, capsys
     assert f"{orders:,} rows" in out and ".0 rows" not in out
     tables = check_folder(folder, now=NOW).tables
     assert str(tables.rows.dtype) == "Int64"
+
+
+def test_a_validation_is_remembered_per_version_of_the_data(folder, tmp_path, monkeypatch):
+    """Once per version of the data: the same files give the remembered outcome (problems and table counts
+    equal to a fresh validation's), a touched file or a rule code change is a new key, and without a cache
+    folder nothing is remembered."""
+    from pco_lib.data import checks
+
+    calls = []
+    fresh = checks.check_source
+    monkeypatch.setattr(checks, "check_source", lambda *a, **k: calls.append(1) or fresh(*a, **k))
+    monkeypatch.delenv(checks.CACHE_ENV, raising=False)
+    cache = tmp_path / "cache"
+    _edit(folder, "orders", _set("revenue", -1.0))  # a problem, so the problems round-trip too
+    first, hit = checks.check_source_cached(connect(folder), cache)
+    again, hit_again = checks.check_source_cached(connect(folder), cache, location="elsewhere")
+    assert (hit, hit_again, len(calls)) == (False, True, 1) and len(list(cache.glob("checks-*.json"))) == 1
+    assert again.problems == first.problems and not again.ok and again.location == "elsewhere"
+    pd.testing.assert_frame_equal(again.tables, first.tables)
+    assert again.summary().replace("elsewhere", str(folder)) == first.summary()
+
+    stat = (folder / "orders.parquet").stat()
+    os.utime(folder / "orders.parquet", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert checks.check_source_cached(connect(folder), cache)[1] is False and len(calls) == 2
+    monkeypatch.setenv(checks.CACHE_ENV, str(cache))
+    assert checks.check_source_cached(connect(folder))[1] is True  # the kernel finds the runner's cache
+    monkeypatch.delenv(checks.CACHE_ENV)
+    assert checks.check_source_cached(connect(folder))[1] is False and len(calls) == 3
+
+
+def test_a_validation_with_timestamps_in_the_future_is_not_remembered(folder, tmp_path):
+    """Such an outcome changes as time passes, so it is done again every time."""
+    from pco_lib.data import checks
+
+    _edit(folder, "orders", _set("ordered_at", pd.Timestamp("2100-01-01", tz="UTC")))
+    report, _ = checks.check_source_cached(connect(folder), tmp_path / "cache")
+    assert any(p.rule.startswith("timestamp in the future") for p in report.problems)
+    assert not list((tmp_path / "cache").glob("checks-*.json"))

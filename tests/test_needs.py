@@ -271,6 +271,22 @@ def test_staging_folders_of_killed_runs_are_removed_by_the_next_run(tiny_sample,
     assert not left.exists() and not old.exists() and running.exists()
 
 
+def test_the_runs_of_one_reports_folder_validate_the_same_data_once(tiny_sample, tmp_path, monkeypatch):
+    """run-all's runs (and data_overview's kernel) share one validation per version of the data."""
+    from pco_lib.data import checks
+
+    calls, seen = [], []
+    fresh = checks.check_source
+    monkeypatch.setattr(checks, "check_source", lambda *a, **k: calls.append(1) or fresh(*a, **k))
+    _fake_papermill(monkeypatch, lambda path: seen.append(os.environ.get(checks.CACHE_ENV)))
+    out = tmp_path / "reports"
+    for report in ("data_overview", "cohort_retention"):
+        assert run_report(report, data_dir=tiny_sample, out_dir=out).ok
+    assert len(calls) == 1 and seen == [str(out / ".cache")] * 2
+    assert run_report("data_overview", data_dir=tiny_sample, out_dir=tmp_path / "other").ok and len(calls) == 2
+    assert all(entry["run_id"] for entry in list_runs(out))  # the cache folder is not taken for a report
+
+
 def test_a_table_every_folder_needs_is_a_validation_error_not_a_skip(minimal_data, tmp_path, no_kernel):
     import shutil
 

@@ -150,17 +150,19 @@ def test_run_all_runs_side_by_side_without_clobbering(toy_notebooks, tmp_path, c
 
 
 @pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
-def test_kernels_talk_over_private_unix_sockets_not_tcp_ports():
+def test_kernels_talk_over_private_unix_sockets_not_tcp_ports(tmp_path):
     """Over TCP two kernels starting at once can pick the same free port ("Address already in use", then
     "Kernel died before replying to kernel_info": seen in CI with run-all -j 2); Unix sockets cannot clash."""
     from pco_lib.report.runner import _kernel_config
 
-    with _kernel_config() as first, _kernel_config() as second:
+    with _kernel_config(tmp_path) as first, _kernel_config(tmp_path) as second:
+        assert os.environ["PCO_CHECK_CACHE"] == str(tmp_path)  # the kernel finds the runner's validation
         ips = [c.KernelManager.ip for c in (first, second)]
         assert first.KernelManager.transport == second.KernelManager.transport == "ipc"
         assert ips[0] != ips[1] and all(os.path.isdir(os.path.dirname(ip)) for ip in ips)
         assert all(len(ip) + 3 < 100 for ip in ips)  # a Unix socket path must stay under 104-108 bytes
     assert not any(os.path.exists(os.path.dirname(ip)) for ip in ips)  # removed with the run
+    assert "PCO_CHECK_CACHE" not in os.environ
 
 
 @pytest.mark.parametrize("text, message", [

@@ -9,7 +9,10 @@ column, the rule, how many rows break it and a few example values.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import ibis
@@ -226,7 +229,7 @@ class _Checker:
             for col in spec.columns:
                 if col.kind == TIMESTAMP and self.has(name, col.name):
                     t = self._typed(name)
-                    self.rule(name, col.name, f"timestamp in the future (after {self.now:%Y-%m-%d %H:%M} UTC)",
+                    self.rule(name, col.name, f"{_FUTURE} (after {self.now:%Y-%m-%d %H:%M} UTC)",
                               t.filter(t[col.name] > now), [col.name])
 
     def relations(self) -> None:
@@ -321,6 +324,70 @@ def check_source(source: DataSource, now: dt.datetime | None = None, location: s
     tables = table_overview(source, only=usable) if usable else pd.DataFrame(
         columns=["table", "present", "rows", "first", "last"])
     return CheckReport(tuple(checker.problems), tables, location or str(source.data_dir or "connection"))
+
+
+CACHE_ENV = "PCO_CHECK_CACHE"  # folder of remembered validations (the runner sets it for a report's kernel)
+CACHE_KEEP = 20  # validations kept per cache folder, newest first
+_FUTURE = "timestamp in the future"
+
+
+def _cache_key(source: DataSource) -> str | None:
+    """What a validation depends on: the input files (full path, size, modification time, via the source's
+    fingerprint), the mapping, and the code of the rules. None for a database, whose tables change unseen."""
+    if not source.files:
+        return None
+    code = b"".join((Path(__file__).parent / name).read_bytes() for name in ("checks.py", "model.py"))
+    h = hashlib.sha256(code)
+    h.update(f"{source.fingerprint()}|{source.data_dir and Path(source.data_dir).resolve()}".encode())
+    h.update(repr(sorted((n, str(Path(p).resolve())) for n, p in source.files.items())).encode())
+    return h.hexdigest()[:20]
+
+
+def _to_json(report: CheckReport) -> str:
+    tables = [{k: (None if pd.isna(v) else v.isoformat() if isinstance(v, pd.Timestamp) else
+                   int(v) if k == "rows" else v) for k, v in row.items()}
+              for row in report.tables.to_dict("records")]
+    return json.dumps({"problems": [asdict(p) for p in report.problems], "tables": tables})
+
+
+def _from_json(text: str, location: str) -> CheckReport:
+    payload = json.loads(text)
+    problems = tuple(Problem(**{**p, "examples": tuple(p["examples"])}) for p in payload["problems"])
+    tables = pd.DataFrame(payload["tables"], columns=["table", "present", "rows", "first", "last"])
+    for col in ("first", "last"):
+        tables[col] = [None if v is None else pd.Timestamp(v) for v in tables[col]]
+    return CheckReport(problems, tables.astype({"rows": "Int64", "present": bool}), location)
+
+
+def check_source_cached(source: DataSource, cache_dir: str | Path | None = None, location: str = "",
+                        ) -> tuple[CheckReport, bool]:
+    """:func:`check_source`, done once per version of the data: the outcome is kept in ``cache_dir``
+    (default ``$PCO_CHECK_CACHE``; none: no cache) under a key of the input files and the rules' code, so
+    every report of a scheduled run, and data_overview's own page, reuse one validation. A change to any
+    input file (size or modification time), to the mapping or to pco's rules is a new key. An outcome with
+    timestamps in the future is not kept (they stop being in the future). Returns the report and whether it
+    came from the cache."""
+    cache_dir = cache_dir or os.environ.get(CACHE_ENV)
+    key = _cache_key(source) if cache_dir else None
+    where = location or str(source.data_dir or "connection")
+    path = Path(cache_dir) / f"checks-{key}.json" if key else None
+    if path is not None:
+        try:
+            return _from_json(path.read_text(), where), True
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not there yet, or unreadable: validate
+    report = replace(check_source(source, location=location), location=where)
+    if path is not None and not any(p.rule.startswith(_FUTURE) for p in report.problems):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(_to_json(report))
+            os.replace(tmp, path)
+            for old in sorted(path.parent.glob("checks-*.json"), key=lambda p: p.stat().st_mtime)[:-CACHE_KEEP]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return report, False
 
 
 def check_folder(data_dir: str | Path, now: dt.datetime | None = None) -> CheckReport:

@@ -130,12 +130,16 @@ def _open_data(data: Path | str):
         raise ReportError(f"the data in {data} cannot be read: {exc}", code=1) from None
 
 
-def _validate(source, where: str) -> tuple[str, str]:
-    """Validate the data before any kernel starts; return its fingerprint and the period it covers."""
-    from ..data.checks import check_source
+CHECK_CACHE = ".cache"  # in the reports folder: validations remembered per version of the data
+
+
+def _validate(source, where: str, cache_dir: Path) -> tuple[str, str]:
+    """Validate the data before any kernel starts (once per version of the data: see
+    :func:`~pco_lib.data.checks.check_source_cached`); return its fingerprint and the period it covers."""
+    from ..data.checks import check_source_cached
     from ..data.summaries import observed_period
 
-    report = check_source(source, location=where)
+    report, _ = check_source_cached(source, cache_dir, location=where)
     if not report.ok:
         raise ReportError(f"the data in {where} did not pass validation:\n{report.summary()}", code=1)
     first, last = observed_period(source)
@@ -229,6 +233,7 @@ def run_report(
     values = resolve(schema, params, report=report)
     full = {p.name: p.default for p in schema} | values
 
+    out_dir = Path(out_dir).resolve()  # absolute: Papermill changes the working directory while it runs
     fingerprint = period = None
     plan = RunPlan()
     if "data_dir" in full:
@@ -242,11 +247,10 @@ def run_report(
         plan = plan_run(report, Needs.of_notebook(notebook), schema, full, set(params), source, where)
         if plan.missing:
             raise ReportError(plan.missing, code=1, skipped=True)
-        fingerprint, period = _validate(source, where)
+        fingerprint, period = _validate(source, where, out_dir / CHECK_CACHE)
         del source
     used = {**values, **plan.values}  # what the kernel gets; the manifest keeps what was asked
 
-    out_dir = Path(out_dir).resolve()  # absolute: Papermill changes the working directory while it runs
     report_dir = out_dir / report
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
@@ -272,18 +276,33 @@ def run_report(
 
 
 @contextlib.contextmanager
-def _kernel_config():
-    """Kernel configuration for one run: on POSIX the kernel talks over Unix sockets in a private temporary
-    folder. Over TCP the client picks free ports, closes them and the kernel binds them a moment later, so two
-    kernels starting together (``run-all -j 2``) can pick the same port: "Address already in use", then
-    "Kernel died before replying to kernel_info" (seen in CI)."""
+def _kernel_config(check_cache: Path):
+    """Kernel configuration for one run.
+
+    - On POSIX the kernel talks over Unix sockets in a private temporary folder. Over TCP the client picks
+      free ports, closes them and the kernel binds them a moment later, so two kernels starting together
+      (``run-all -j 2``) can pick the same port: "Address already in use", then "Kernel died before replying
+      to kernel_info" (seen in CI).
+    - The kernel inherits ``PCO_CHECK_CACHE``, so a notebook that shows the validation (data_overview) reads
+      the one the runner just did instead of validating again.
+    """
     from traitlets.config import Config
 
-    if os.name != "posix":
-        yield Config()
-        return
-    with tempfile.TemporaryDirectory(prefix="pco-kernel-") as folder:
-        yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "k")}})
+    from ..data.checks import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(check_cache)
+    try:
+        if os.name != "posix":
+            yield Config()
+            return
+        with tempfile.TemporaryDirectory(prefix="pco-kernel-") as folder:
+            yield Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "k")}})
+    finally:
+        if before is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = before
 
 
 def _execute(report, name, notebook, staging, values, full, plan, fingerprint, period, started, salt, progress,
@@ -299,7 +318,7 @@ def _execute(report, name, notebook, staging, values, full, plan, fingerprint, p
     status, error = "succeeded", None
     log(f"running {name} ({report}, {run_id})" if name != report else f"running {report} ({run_id})")
     try:
-        with _kernel_config() as config:
+        with _kernel_config(staging.parent.parent / CHECK_CACHE) as config:
             pm.execute_notebook(
                 str(notebook), str(executed), parameters=values, kernel_name="python3", cwd=str(staging),
                 progress_bar=progress, log_output=False, report_mode=False, config=config,
