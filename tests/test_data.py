@@ -63,3 +63,32 @@ def test_an_empty_optional_table_counts_as_absent(tiny_sample, tmp_path):
     assert source.has("orders") and source.has("events") is False and source.empty == ["events"]
     with pytest.raises(DataError, match="table 'events' not found"):
         source.table("events")
+
+
+def test_typed_views_convert_only_what_needs_it(tmp_path):
+    """A column stored in its canonical type is read as stored (so DuckDB answers min/max from Parquet
+    statistics); a zoned timestamp becomes naive UTC; text is parsed; blank ids become empty whatever the
+    storage."""
+    stored = pd.DataFrame({
+        "customer_id": ["c1", " ", "", " c4"],
+        "converted_at": pd.to_datetime(["2024-01-01 00:30", "2024-01-02 00:00", "2024-01-03 00:00", "2024-01-04 00:00"]).astype("datetime64[us]"),  # naive, DuckDB's TIMESTAMP
+    })
+    stored.to_parquet(tmp_path / "customers.parquet", index=False)
+    pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_id": ["c1", "c1", "c1", "c1"],
+                  "ordered_at": pd.to_datetime(["2024-01-01 02:30+02:00"] * 4, utc=True),
+                  "revenue": [1.0, 2.0, 3.0, 4.0]}).to_parquet(tmp_path / "orders.parquet", index=False)
+    pd.DataFrame({"order_id": ["o5"], "customer_id": ["c1"], "ordered_at": ["2024-01-01T02:30:00+02:00"],
+                  "revenue": ["5"]}).to_csv(tmp_path / "orders.csv", index=False)
+    (tmp_path / "orders.csv").rename(tmp_path / "other.csv")
+    source = connect(tmp_path)
+    views = dict(source.con.raw_sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+    assert "converted_at" not in views["customers"].split("FROM")[0]  # stored as TIMESTAMP: read as it is
+    assert "revenue" not in views["orders"].split("FROM")[0] and "TRY_CAST" not in views["orders"]
+    customers = source.table("customers").to_pandas()
+    assert customers.customer_id.tolist() == ["c1", None, None, " c4"]
+    assert customers.converted_at[0] == pd.Timestamp("2024-01-01 00:30")
+    assert source.table("orders").to_pandas().ordered_at[0] == pd.Timestamp("2024-01-01 00:30")  # UTC, naive
+    (tmp_path / "orders.parquet").unlink()
+    (tmp_path / "other.csv").rename(tmp_path / "orders.csv")
+    text = connect(tmp_path).table("orders").to_pandas()
+    assert text.ordered_at[0] == pd.Timestamp("2024-01-01 00:30") and text.revenue[0] == 5.0

@@ -202,6 +202,7 @@ def test_pco_data_is_the_data_of_a_run_that_names_none(minimal_data, tmp_path, n
     without it the sample is; connect("") in a notebook reads the same."""
     from pco_lib.data.source import SAMPLE_DIR, connect, default_data
 
+    monkeypatch.delenv("PCO_DATA", raising=False)  # conftest points it at the tiny sample for nbval
     assert default_data() == str(SAMPLE_DIR)
     monkeypatch.chdir(minimal_data.parent)
     monkeypatch.setenv("PCO_DATA", minimal_data.name)

@@ -313,7 +313,7 @@ def _add_file(source: DataSource, name: str, spec: Table, path: Path) -> None:
     kind = "VIEW" if path.suffix == ".parquet" else "TABLE"
     try:
         con.raw_sql(f"CREATE {kind} {_quote(raw)} AS SELECT * FROM {raw_relation(con, path, spec)}")
-        present = [r[0] for r in con.raw_sql(f"DESCRIBE {_quote(raw)}").fetchall()]
+        stored_types = {r[0]: r[1] for r in con.raw_sql(f"DESCRIBE {_quote(raw)}").fetchall()}
     except Exception as exc:
         raise _unreadable(name, path, exc) from None
     source.files[name] = path
@@ -321,7 +321,8 @@ def _add_file(source: DataSource, name: str, spec: Table, path: Path) -> None:
         con.raw_sql(f"DROP {kind} {_quote(raw)}")
         source.empty.append(name)
         return
-    replace = [f"{_typed_sql(c)} AS {_quote(c.name)}" for c in spec.columns if c.name in present]
+    typed = {c.name: _typed_sql(c, stored_types[c.name]) for c in spec.columns if c.name in stored_types}
+    replace = [f"{sql} AS {_quote(name)}" for name, sql in typed.items() if sql != _quote(name)]
     select = f"SELECT * REPLACE ({', '.join(replace)})" if replace else "SELECT *"
     con.raw_sql(f"CREATE VIEW {_quote(name)} AS {select} FROM {_quote(raw)}")
     source.names[name] = raw
@@ -336,14 +337,26 @@ def _unreadable(name: str, path: Path, exc: Exception) -> DataError:
     return DataError.of(FileProblem(name, path.name, rule))
 
 
-def _typed_sql(column: Column) -> str:
-    """The SQL that reads a stored column as its canonical type; blank text is empty (NULL)."""
+def _typed_sql(column: Column, stored: str = "VARCHAR") -> str:
+    """The SQL that reads a column stored as DuckDB type ``stored`` as its canonical type; blank text is
+    empty (NULL). Only what needs it is converted: a column stored in its canonical type is read as it is
+    (DuckDB can then answer min/max from Parquet statistics), a UTC timestamp is only made naive, and text
+    is parsed with TRY_CAST (a bad value becomes NULL, which validation reports)."""
     name = _quote(column.name)
-    if column.kind == TIMESTAMP:
-        return f"CAST(TRY_CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    target = _SQL_TYPES[column.kind]
     if column.kind in (ID, STRING):
-        return f"CASE WHEN TRIM(TRY_CAST({name} AS VARCHAR)) = '' THEN NULL ELSE TRY_CAST({name} AS VARCHAR) END"
-    return f"TRY_CAST({name} AS {_SQL_TYPES[column.kind]})"
+        text = name if stored == "VARCHAR" else f"TRY_CAST({name} AS VARCHAR)"
+        # only text that starts with a space or control character is trimmed (0.84 -> 0.52 s CPU on 6M ids)
+        return f"CASE WHEN {text} = '' OR (ascii({text}) <= 32 AND TRIM({text}) = '') THEN NULL ELSE {text} END"
+    if stored == target:
+        return name
+    if column.kind == TIMESTAMP:
+        if stored == "TIMESTAMP WITH TIME ZONE":
+            return f"timezone('UTC', {name})"
+        if stored.startswith("TIMESTAMP") or stored == "DATE":
+            return f"CAST({name} AS TIMESTAMP)"
+        return f"CAST(TRY_CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP)"  # text: an offset is honoured
+    return f"TRY_CAST({name} AS {target})"
 
 
 def _stored_columns(con, path: Path) -> list[str]:
