@@ -484,7 +484,7 @@ def headlines(summary: CohortSummary, readout: ChangeReadout | None, horizon: in
     if readout is not None and readout.compared:
         r, days = readout.retention, readout.days
         cards += [("change.retention_effect", r.difference, f"Change in day-{days} retention", "+.1%"),
-                  ("change.p_value", r.p_value, "p-value", ".2g")]
+                  ("change.p_value", r.p_value, "p-value", "p")]
         hidden |= {"change.ci_low": r.ci_low, "change.ci_high": r.ci_high}
         if readout.revenue is not None:
             cards.append(("change.revenue_effect", readout.revenue.difference,

@@ -13,7 +13,7 @@ converting order as the pre-assignment covariate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ibis
 import numpy as np
@@ -174,6 +174,9 @@ class Readout:
     reasons: tuple[str, ...]
     metrics: tuple[str, ...] = ()  # the metrics read (guardrails included), the primary first
     immature: tuple[str, ...] = ()
+    first_assigned: str | None = None  # the experiment's own dates (ISO), from read_experiment
+    last_assigned: str | None = None
+    assignment_days: int | None = None  # days from the first to the last assignment, both counted
 
     @property
     def left_out(self) -> int:
@@ -277,6 +280,7 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
             row["guardrail_p_value"] = non_inferiority_p_value(e, guardrails[m]) if m in guardrails else np.nan
             rows.append(row)
     effects = pd.DataFrame(rows)
+    effects["guardrail"] = guardrail_status(effects, alpha, sequential)
     effects["p_value_adjusted"] = adjust_p_values(effects.p_value.tolist(), correction)
     effects["relative_p_value_adjusted"] = adjust_p_values(effects.relative_p_value.tolist(), correction)
     counted = {v: int(by_variant.loc[control, "n"] + by_variant.loc[v, "n"]) for v in planned - {control}}
@@ -287,11 +291,30 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
                    verdict, reasons, tuple(metrics))
 
 
+def guardrail_status(effects: pd.DataFrame, alpha: float, sequential: bool = False) -> pd.Series:
+    """Each guardrail's outcome, by the rules the verdict uses: **fail** when the interval of its effect lies
+    wholly on the harmful side (below 0; the always-valid interval when ``sequential``), **pass** when
+    non-inferiority is shown (guardrail p < ``alpha``: it did not get worse by more than the margin),
+    **inconclusive** otherwise; None for a metric that is not a guardrail."""
+    high = effects.seq_ci_high if sequential else effects.ci_high
+    status = np.where(high < 0, "fail", np.where(effects.guardrail_p_value < alpha, "pass", "inconclusive"))
+    return pd.Series(np.where(effects.guardrail_margin.notna(), status, None), index=effects.index, dtype=object)
+
+
+GUARDRAIL_COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#9a6700"}  # green, red, amber
+
+
+def guardrail_style(status) -> str:
+    """CSS for a guardrail's status cell (pandas Styler.map): green pass, red fail, amber inconclusive."""
+    color = GUARDRAIL_COLORS.get(status)
+    return f"color: {color}; font-weight: 600" if color else ""
+
+
 MIN_MATURE = 2  # customers an arm needs whose window has elapsed before anything can be tested
 EFFECT_COLUMNS = ["metric", "variant", "control_mean", "treatment_mean", "effect", "ci_low", "ci_high", "relative",
                   "relative_ci_low", "relative_ci_high", "p_value", "se", "df", "mde", "relative_se",
                   "relative_p_value", "variance_reduction", "chance_to_beat_control", "expected_loss", "seq_ci_low",
-                  "seq_ci_high", "guardrail_margin", "guardrail_p_value", "p_value_adjusted",
+                  "seq_ci_high", "guardrail_margin", "guardrail_p_value", "guardrail", "p_value_adjusted",
                   "relative_p_value_adjusted"]
 
 
@@ -515,9 +538,11 @@ def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], 
     arms = summarize_experiment(source, experiment_id, window_days)
     weights = planned_weights(source, experiment_id)
     first, last = assignment_period(source, experiment_id)
-    return analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,
-                   guardrails=guardrails, prior_sd=prior_sd, sequential=sequential, use_cuped=use_cuped,
-                   min_effect=min_effect, assignment_days=max((last - first) / pd.Timedelta(days=1), 1.0))
+    readout = analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,
+                      guardrails=guardrails, prior_sd=prior_sd, sequential=sequential, use_cuped=use_cuped,
+                      min_effect=min_effect, assignment_days=max((last - first) / pd.Timedelta(days=1), 1.0))
+    return replace(readout, first_assigned=first.date().isoformat(), last_assigned=last.date().isoformat(),
+                   assignment_days=(last.normalize() - first.normalize()).days + 1)
 
 
 def assignment_period(source: DataSource, experiment_id: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -597,7 +622,7 @@ def headlines(readout: Readout, churn: list[ChurnEffect] | None = None) -> tuple
         ("headline.primary_relative_lift", primary.relative,
          f"{metric_label(primary.metric, readout.window_days)}, lift", "+.1%"),
         ("headline.customers", int(readout.arms.n.sum()), "Customers counted"),
-        ("headline.srm_p_value", readout.srm.p_value, "Sample ratio p-value", ".2g"),
+        ("headline.srm_p_value", readout.srm.p_value, "Sample ratio p-value", "p"),
     ]
     hidden = {"verdict": readout.verdict, "verdict_reasons": list(readout.reasons), "srm_p_value": readout.srm.p_value}
     for r in readout.effects.itertuples():
@@ -605,6 +630,11 @@ def headlines(readout: Readout, churn: list[ChurnEffect] | None = None) -> tuple
                     "relative_ci_high", "relative_p_value", "relative_p_value_adjusted", "chance_to_beat_control",
                     "expected_loss"):
             hidden[f"metrics.{r.metric}.{r.variant}.{key}"] = getattr(r, key)
+        if isinstance(getattr(r, "guardrail", None), str):
+            hidden[f"metrics.{r.metric}.{r.variant}.guardrail"] = r.guardrail
+    if readout.first_assigned is not None:
+        hidden["experiment"] = {"first_assigned": readout.first_assigned, "last_assigned": readout.last_assigned,
+                                "days": readout.assignment_days}
     for c in churn or []:
         for key in ("hazard_ratio", "ci_low", "ci_high", "p_value", "logrank_p_value"):
             hidden[f"churn.{c.variant}.{key}"] = getattr(c, key)

@@ -71,7 +71,8 @@ def test_typed_views_convert_only_what_needs_it(tmp_path):
     storage."""
     stored = pd.DataFrame({
         "customer_id": ["c1", " ", "", " c4"],
-        "converted_at": pd.to_datetime(["2024-01-01 00:30", "2024-01-02 00:00", "2024-01-03 00:00", "2024-01-04 00:00"]).astype("datetime64[us]"),  # naive, DuckDB's TIMESTAMP
+        "converted_at": pd.to_datetime(["2024-01-01 00:30", "2024-01-02 00:00", "2024-01-03 00:00",
+                                        "2024-01-04 00:00"]).astype("datetime64[us]"),  # naive: DuckDB's TIMESTAMP
     })
     stored.to_parquet(tmp_path / "customers.parquet", index=False)
     pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_id": ["c1", "c1", "c1", "c1"],

@@ -387,6 +387,11 @@ def test_the_verdict_follows_its_decision_table_case_by_case():
     assert unsure.verdict == "keep running" and "cannot yet be ruled out" in unsure.reasons[0]
     ship = analyze(_guarded(10.0), WEIGHTS, ["repeat"], guardrails=guard)  # 5. win, guardrail non-inferior
     assert ship.verdict == "ship" and ship.effects.set_index("metric").loc["revenue", "guardrail_p_value"] < 0.05
+    # the guardrail table marks each outcome by the same rules: fail (3.), inconclusive (4.), pass (5.)
+    status = {r.verdict: r.effects.set_index("metric").guardrail.to_dict() for r in (trade, unsure, ship)}
+    assert status == {"trade-off": {"repeat": None, "revenue": "fail"},
+                      "keep running": {"repeat": None, "revenue": "inconclusive"},
+                      "ship": {"repeat": None, "revenue": "pass"}}
     # 6. nothing detectable: keep running with the customers and days still needed, or stop once the minimum
     # detectable effect is below min_effect. With 10,000 per arm at 40% the MDE is 2.8·√(2·0.24/10,000) =
     # ±1.94 points = ±4.9% (relative): 5% → stop; 1% needs (4.9/1)² − 1 ≈ 23 times the 20,000 customers so far,
@@ -587,3 +592,36 @@ def test_every_verdict_has_a_banner_with_an_svg_icon_and_no_emoji(monkeypatch):
     for page, (tone, title) in zip(shown, experiments.VERDICT_DISPLAY.values()):
         assert "<svg" in page and f"pco-verdict-{tone}" in page and title in page
         assert not any(ord(ch) > 0x2000 for ch in page), "an emoji or symbol outside the usual fonts"
+
+
+def test_the_lift_chart_colours_each_lift_by_direction_and_significance():
+    """Green for a significant gain, red for a significant loss, grey otherwise, each named in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pco_lib.report import plots
+
+    effects = pd.DataFrame({"metric": ["repeat", "revenue", "orders"], "variant": "treatment",
+                            "relative": [0.10, -0.08, 0.01], "relative_ci_low": [0.05, -0.12, -0.03],
+                            "relative_ci_high": [0.15, -0.04, 0.05],
+                            "relative_p_value_adjusted": [0.001, 0.002, 0.6]})
+    fig = plots.forest(effects, alpha=0.05)
+    ax = fig.axes[0]
+    drawn = [matplotlib.colors.to_hex(line.get_color()) for line in ax.lines if line.get_marker() == "o"]
+    assert drawn == ["#1a7f37", "#cf222e", "#8c959f"]  # rows top to bottom in the order given
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["better (significant)", "worse (significant)",
+                                                                   "not significant"]
+    assert "95% interval" in ax.get_xlabel()
+
+
+def test_cards_show_p_values_as_people_read_them_and_the_header_the_experiment_dates():
+    from pco_lib.report.html import _experiment_period
+    from pco_lib.report.notebook import _format
+
+    assert [_format(p, "p") for p in (3.2e-7, 0.0009999, 0.001, 0.04567, 0.5)] == [
+        "< 0.001", "< 0.001", "0.001", "0.046", "0.500"]
+    assert _experiment_period({"experiment": {"first_assigned": "2026-03-02", "last_assigned": "2026-04-30",
+                                              "days": 60}}) == "02 Mar – 30 Apr 2026 (60 days of assignment)"
+    assert _experiment_period({"experiment": {"first_assigned": "2025-12-20", "last_assigned": "2026-01-05",
+                                              "days": 17}}) == "20 Dec 2025 – 05 Jan 2026 (17 days of assignment)"
+    assert _experiment_period({}) == ""

@@ -40,7 +40,7 @@ EXPECTED_KEYS = {
     "data_overview": {"customers", "orders", "revenue", "repeat_customer_share", "lead_conversion_rate",
                       "validation_warnings"},
     "cohort_retention": {"retention", "change"},
-    "ab_test": {"verdict", "verdict_reasons", "srm_p_value", "metrics", "churn"},
+    "ab_test": {"verdict", "verdict_reasons", "srm_p_value", "metrics", "churn", "experiment"},
     "churn_survival": {"customers", "median_lifetime", "survival", "hazard_ratios", "rmst"},
     "clv": {"mean_clv", "total_clv", "top20_share", "parameters", "log_likelihood", "holdout", "validation",
             "contractual"},
@@ -119,14 +119,21 @@ def test_ab_test_results_have_every_metric_and_arm(report_run):
     assert result.ok, result.error
     metrics = result.results["metrics"]
     assert set(metrics) == {"retained", "revenue", "repeat", "orders"}  # orders is a guardrail
-    for metric in metrics.values():
+    for name, metric in metrics.items():
         assert set(metric["treatment"]) == {"effect", "ci_low", "ci_high", "p_value", "p_value_adjusted", "relative",
                                             "relative_ci_low", "relative_ci_high", "relative_p_value",
-                                            "relative_p_value_adjusted", "chance_to_beat_control", "expected_loss"}
+                                            "relative_p_value_adjusted", "chance_to_beat_control", "expected_loss"
+                                            } | ({"guardrail"} if name == "orders" else set())
         t = metric["treatment"]
         assert t["ci_low"] <= t["effect"] <= t["ci_high"]
         assert t["relative_ci_low"] <= t["relative"] <= t["relative_ci_high"]
     assert result.results["verdict"] in {"ship", "trade-off", "keep running", "stop", "do not ship", "do not trust"}
+    assert metrics["orders"]["treatment"]["guardrail"] in {"pass", "fail", "inconclusive"}
+    experiment = result.results["experiment"]
+    assert experiment["first_assigned"] <= experiment["last_assigned"] and experiment["days"] >= 1
+    html = (result.folder / "report.html").read_text()
+    assert "Experiment: " in html and "days of assignment)" in html
+    assert f">{metrics['orders']['treatment']['guardrail']}</td>" in html  # the status column of the table
 
 
 @pytest.mark.slow

@@ -220,3 +220,18 @@ def test_the_header_shows_a_parameter_as_used_beside_the_value_given(tmp_path):
     report_mod.export_html(path, tmp_path / "report.html", manifest)
     text = (tmp_path / "report.html").read_text()
     assert "273 (used; 182 given)" in text and "channel" in text and "channel (used" not in text
+
+
+def test_tables_show_human_labels_and_p_values_as_people_read_them():
+    import pandas as pd
+
+    from pco_lib.report import styled
+
+    frame = pd.DataFrame({"metric": ["Repeat purchase"], "variant": ["treatment"], "p_value": [1.02e-8],
+                          "relative_p_value_adjusted": [0.0456], "relative": [0.181], "guardrail": ["fail"],
+                          "odd_column": [float("nan")]})
+    html = styled(frame, {"relative": "{:+.1%}"}, styles={"guardrail": lambda v: "color: red"}).to_html()
+    assert all(f">{text}</th>" in html for text in ("Metric", "Arm", "p-value", "Lift p-value (adjusted)",
+                                                      "Relative lift", "Guardrail", "Odd column"))
+    assert ">&lt; 0.001</td>" in html and ">0.046</td>" in html and ">+18.1%</td>" in html and ">–</td>" in html
+    assert "color: red" in html and "p_value" not in html and "e-08" not in html

@@ -4,6 +4,7 @@ the index of runs (:mod:`.index`), schedule files (:mod:`.schedule`) and the hou
 (:mod:`.plots`, imported as ``from pco_lib.report import plots``).
 """
 
+from .formats import LABELS, p_value, styled  # noqa: F401
 from .html import (  # noqa: F401
     TEMPLATES,
     export_html,

@@ -56,7 +56,20 @@ def _run_label(manifest: dict) -> str:
     return f"{report} · {experiment}" if report and experiment else report
 
 
-def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None) -> None:
+def _experiment_period(results: dict) -> str:
+    """An experiment's own dates for the header, from results.json ``experiment`` (ab_test)."""
+    e = results.get("experiment") or {}
+    if not e.get("first_assigned"):
+        return ""
+    first, last = (dt.date.fromisoformat(e[k]) for k in ("first_assigned", "last_assigned"))
+    span = f"{first:%d %b %Y}" if first == last else (
+        f"{first:%d %b} – {last:%d %b %Y}" if first.year == last.year else f"{first:%d %b %Y} – {last:%d %b %Y}")
+    days = e.get("days")
+    return f"{span} ({days} day{'s' if days != 1 else ''} of assignment)" if days else span
+
+
+def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None,
+                results: dict | None = None) -> None:
     """The executed notebook as one self-contained HTML page without code: nothing is loaded from the network
     (pco's template drops nbconvert's require.js/MathJax/Mermaid scripts; CSS and figures are inlined), with a
     header (report, data period, run date, parameters), a table of contents and a footer (versions, data
@@ -73,6 +86,7 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
     page = {
         "report": _run_label(m), "run_id": m.get("run_id", ""), "status": m.get("status", ""),
         "error": m.get("error"), "period": m.get("data_period", ""),
+        "experiment": _experiment_period(results or {}),
         "run_date": _when(m["started_at"]) if m.get("started_at") else "",
         "parameters": [(k, _parameter_shown(k, v, m.get("parameters_used", {})))
                        for k, v in m.get("parameters", {}).items()],

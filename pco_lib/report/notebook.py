@@ -41,9 +41,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+P_VALUE = "p"  # the format of a p-value on a card: "< 0.001" below that, else three decimals
+
+
 def _format(value: Any, fmt: str | None) -> str:
     if value is None:
         return "–"
+    if fmt == P_VALUE:
+        from .formats import p_value
+
+        return p_value(value)
     if fmt:
         return format(value, fmt)
     if isinstance(value, bool):
@@ -66,7 +73,8 @@ def record(key: str, value: Any, label: str | None = None, fmt: str | None = Non
     """Show a headline number and store it under ``key`` in the run's results.json.
 
     ``key`` is a stable, documented name (``snake_case``, dots allowed for nesting); ``fmt`` is a Python
-    format spec for display only (``",.0f"``, ``".1%"``). Returns ``value`` so it can be used inline.
+    format spec for display only (``",.0f"``, ``".1%"``; ``"p"`` for a p-value: "< 0.001"). Returns
+    ``value`` so it can be used inline.
     """
     from IPython.display import display
 

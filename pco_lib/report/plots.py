@@ -115,17 +115,24 @@ def forest(effects: pd.DataFrame, labels: dict[str, str] | None = None, title: s
     # significance on the scale drawn: the relative lift's own test
     p = next(rows[c] for c in ("relative_p_value_adjusted", "relative_p_value", "p_value_adjusted", "p_value")
              if c in rows)
-    significant = p < alpha
-    colors = [PALETTE[0] if s else PALETTE[5] for s in significant]
-    for yi, color, r in zip(y, colors, rows.itertuples()):
+    outcome = np.where(p >= alpha, "not significant", np.where(rows.relative > 0, "better", "worse"))
+    drawn = set()
+    for yi, kind, r in zip(y, outcome, rows.itertuples()):
         ax.errorbar([r.relative], [yi], xerr=[[r.relative - r.relative_ci_low], [r.relative_ci_high - r.relative]],
-                    fmt="o", color=color, elinewidth=2, capsize=4)
+                    fmt="o", color=LIFT_COLORS[kind], elinewidth=2, capsize=4,
+                    label=LIFT_LABELS[kind] if kind not in drawn else None)
+        drawn.add(kind)
     ax.axvline(0, color="#333", linewidth=1)
     ax.set_yticks(y, names)
     ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
-    ax.set(title=title, xlabel="treatment vs control (relative)")
+    ax.set(title=title, xlabel=f"relative change vs control, {1 - alpha:.0%} interval")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+LIFT_COLORS = {"better": "#1a7f37", "worse": "#cf222e", "not significant": "#8c959f"}  # green, red, grey
+LIFT_LABELS = {"better": "better (significant)", "worse": "worse (significant)", "not significant": "not significant"}
 
 
 def cumulative_effect(frame: pd.DataFrame, label: str, percent: bool = False):

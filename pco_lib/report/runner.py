@@ -359,7 +359,7 @@ def _execute(report, name, notebook, staging, values, full, plan, fingerprint, p
             results = collect_results(nbformat.read(str(executed), as_version=4))
             if results.get("parameters_used"):
                 manifest["parameters_used"] = {**manifest.get("parameters_used", {}), **results["parameters_used"]}
-            export_html(executed, staging / "report.html", manifest)
+            export_html(executed, staging / "report.html", manifest, results)
         except OSError:
             raise
         except Exception as exc:  # keep the run debuggable even if export fails
