@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -115,32 +116,86 @@ class CheckReport:
         return "\n".join(lines)
 
 
+@dataclass
+class _Rule:
+    """A rule waiting to be counted: the rows of ``relation`` where ``where`` holds (or all its rows)."""
+
+    table: str
+    column: str | None
+    rule: str
+    relation: ibis.Table
+    where: ibis.BooleanValue | None
+    show: list[str]
+    severity: str
+
+
 class _Checker:
+    """Rules are collected, then counted by :meth:`finish`: the row rules of one table (or view) in one
+    aggregate query, the rules over groups and joins one query each; examples are fetched only for the
+    rules that are broken. Problems keep the order in which the rules were stated."""
+
     def __init__(self, source: DataSource, now: dt.datetime):
         self.source = source
         self.now = now
-        self.problems: list[Problem] = []
+        self.pending: list[Problem | _Rule | Callable[[], list[Problem]]] = []
         self.usable: dict[str, set[str]] = {}  # table -> columns present (and table non-empty)
+        self._relations: dict[tuple[str, str], ibis.Table] = {}
 
     def file(self, table: str) -> str | None:
         path = self.source.files.get(table)
         return path.name if path else None
 
-    def add(self, table, column, rule, rows=0, examples=(), severity="error"):
-        self.problems.append(Problem(table, self.file(table), column, rule, int(rows), tuple(examples), severity))
+    def problem(self, table, column, rule, rows=0, examples=(), severity="error") -> Problem:
+        return Problem(table, self.file(table), column, rule, int(rows), tuple(examples), severity)
 
-    def rule(self, table: str, column: str | None, rule: str, offending: ibis.Table, show: list[str],
-             severity: str = "error") -> None:
-        """Record a problem when ``offending`` has rows; examples are the ``show`` columns of a few rows."""
-        rows = int(offending.count().to_pandas())
-        if rows == 0:
-            return
-        sample = offending.select(*show).limit(MAX_EXAMPLES).to_pandas()
-        examples = [_fmt_row(r) for r in sample.itertuples(index=False)]
-        self.add(table, column, rule, rows, examples, severity)
+    def add(self, table, column, rule, rows=0, examples=(), severity="error"):
+        self.pending.append(self.problem(table, column, rule, rows, examples, severity))
+
+    def rule(self, table: str, column: str | None, rule: str, relation: ibis.Table, show: list[str],
+             severity: str = "error", where: ibis.BooleanValue | None = None) -> None:
+        """A problem when ``relation`` has rows (with ``where``: rows where it holds; such rules on the same
+        relation are counted together); examples are the ``show`` columns of a few rows."""
+        self.pending.append(_Rule(table, column, rule, relation, where, show, severity))
+
+    def later(self, problems: Callable[[], list[Problem]]) -> None:
+        """A rule with its own query (duplicates), run in its place by :meth:`finish`."""
+        self.pending.append(problems)
+
+    def finish(self) -> list[Problem]:
+        counts: dict[int, int] = {}
+        by_relation: dict[int, tuple[ibis.Table, list[int]]] = {}
+        for i, item in enumerate(self.pending):
+            if isinstance(item, _Rule) and item.where is not None:
+                by_relation.setdefault(id(item.relation), (item.relation, []))[1].append(i)
+        for relation, rules in by_relation.values():
+            row = relation.aggregate(**{f"r{i}": self.pending[i].where.cast("int64").sum() for i in rules}
+                                     ).to_pandas().iloc[0]
+            counts |= {i: 0 if pd.isna(row[f"r{i}"]) else int(row[f"r{i}"]) for i in rules}
+        problems = []
+        for i, item in enumerate(self.pending):
+            if isinstance(item, Problem):
+                problems.append(item)
+            elif isinstance(item, _Rule):
+                offending = item.relation if item.where is None else item.relation.filter(item.where)
+                rows = counts[i] if i in counts else int(offending.count().to_pandas())
+                if rows:
+                    sample = offending.select(*item.show).limit(MAX_EXAMPLES).to_pandas()
+                    problems.append(self.problem(item.table, item.column, item.rule, rows,
+                                                 [_fmt_row(r) for r in sample.itertuples(index=False)],
+                                                 item.severity))
+            else:
+                problems += item()
+        self.pending = []
+        return problems
 
     def has(self, table: str, *columns: str) -> bool:
         return table in self.usable and set(columns) <= self.usable[table]
+
+    def _raw(self, name: str) -> ibis.Table:
+        return self._relations.setdefault((name, "raw"), self.source.raw_table(name))
+
+    def _typed(self, name: str) -> ibis.Table:
+        return self._relations.setdefault((name, "typed"), self.source.table(name))
 
     # ----------------------------------------------------------------------------------------------
 
@@ -152,11 +207,11 @@ class _Checker:
             if not self.source.has(name):
                 if spec.required:
                     where = self.source.data_dir or "the connection"
-                    self.problems.append(Problem(name, f"{name}.parquet", None,
+                    self.pending.append(Problem(name, f"{name}.parquet", None,
                                                  f"required table is missing (expected {name}.parquet or "
                                                  f"{name}.csv in {where})", 0))
                 continue
-            raw, typed = self.source.raw_table(name), self.source.table(name)
+            raw, typed = self._raw(name), self._typed(name)
             if int(raw.count().to_pandas()) == 0:
                 self.add(name, None, "the table is empty")
                 continue
@@ -172,44 +227,49 @@ class _Checker:
                 if bad is not None:
                     what = ("unparseable timestamp" if col.kind == TIMESTAMP
                             else f"wrong type: expected {_KIND_WORDS[col.kind]}")
-                    self.rule(name, col.name, what, bad, [col.name])
+                    self.rule(name, col.name, what, raw, [col.name], where=bad)
                 keys = [c for c in spec.key if c in present and c != col.name][:2]
                 if col.kind == FLOAT:
-                    self.rule(name, col.name, f"{col.name} must be a finite number",
-                              typed.filter(typed[col.name].isnan() | typed[col.name].isinf()), [*keys, col.name])
+                    self.rule(name, col.name, f"{col.name} must be a finite number", typed, [*keys, col.name],
+                              where=typed[col.name].isnan() | typed[col.name].isinf())
                 if not col.nullable:
-                    self.rule(name, col.name, "empty value where one is required",
-                              raw.filter(_empty(raw[col.name])), keys or [col.name])
+                    self.rule(name, col.name, "empty value where one is required", raw, keys or [col.name],
+                              where=_empty(raw[col.name]))
             key = DUPLICATE_KEYS.get(name, ())
             if key and set(key) <= present:
-                keyed = typed.filter(*[typed[c].notnull() for c in key])  # empty keys are reported above
-                groups = keyed.group_by(list(key)).aggregate(n=keyed.count())
-                dup = groups.filter(groups.n > 1)
-                rows = int(dup.n.sum().to_pandas() or 0) if int(dup.count().to_pandas()) else 0
-                if rows:
-                    sample = dup.select(*key).limit(MAX_EXAMPLES).to_pandas()
-                    self.add(name, ", ".join(key), f"duplicate {' + '.join(key)}", rows,
-                             [_fmt_row(r) for r in sample.itertuples(index=False)])
+                self.later(lambda name=name, key=key, typed=typed: self._duplicates(name, key, typed))
+
+    def _duplicates(self, name: str, key: tuple[str, ...], typed: ibis.Table) -> list[Problem]:
+        keyed = typed.filter(*[typed[c].notnull() for c in key])  # empty keys are reported above
+        groups = keyed.group_by(list(key)).aggregate(n=keyed.count())
+        dup = groups.filter(groups.n > 1)
+        found = dup.aggregate(groups=dup.count(), rows=dup.n.sum()).to_pandas().iloc[0]
+        if not found["groups"]:
+            return []
+        sample = dup.select(*key).limit(MAX_EXAMPLES).to_pandas()
+        return [self.problem(name, ", ".join(key), f"duplicate {' + '.join(key)}", int(found["rows"]),
+                             [_fmt_row(r) for r in sample.itertuples(index=False)])]
 
     def values(self) -> None:
         t = self._typed
         # non-finite values are reported by the schema rules, so -inf is not "negative" as well
         if self.has("orders", "revenue"):
             o = t("orders")
-            self.rule("orders", "revenue", "negative revenue", o.filter((o.revenue < 0) & ~o.revenue.isinf()),
-                      ["order_id", "revenue"] if self.has("orders", "order_id") else ["revenue"])
+            self.rule("orders", "revenue", "negative revenue", o,
+                      ["order_id", "revenue"] if self.has("orders", "order_id") else ["revenue"],
+                      where=(o.revenue < 0) & ~o.revenue.isinf())
         if self.has("subscriptions", "mrr"):
             s = t("subscriptions")
-            self.rule("subscriptions", "mrr", "negative mrr", s.filter((s.mrr < 0) & ~s.mrr.isinf()),
-                      ["customer_id", "mrr"])
+            self.rule("subscriptions", "mrr", "negative mrr", s, ["customer_id", "mrr"],
+                      where=(s.mrr < 0) & ~s.mrr.isinf())
         if self.has("subscriptions", "started_at", "ended_at"):
             s = t("subscriptions")
-            self.rule("subscriptions", "ended_at", "subscription ends before it starts",
-                      s.filter(s.ended_at < s.started_at), ["customer_id", "started_at", "ended_at"])
+            self.rule("subscriptions", "ended_at", "subscription ends before it starts", s,
+                      ["customer_id", "started_at", "ended_at"], where=s.ended_at < s.started_at)
         if self.has("experiments", "weight"):
             e = t("experiments")
-            self.rule("experiments", "weight", "weight must be greater than 0",
-                      e.filter((e.weight <= 0) & ~e.weight.isinf()), ["experiment_id", "variant", "weight"])
+            self.rule("experiments", "weight", "weight must be greater than 0", e,
+                      ["experiment_id", "variant", "weight"], where=(e.weight <= 0) & ~e.weight.isinf())
         if self.has("experiments", "experiment_id", "is_control"):
             e = t("experiments")
             per = e.group_by("experiment_id").aggregate(controls=e.is_control.cast("int64").sum())
@@ -217,11 +277,11 @@ class _Checker:
                       per.filter(per.controls.fill_null(0) != 1), ["experiment_id", "controls"])
         for column, low, high, name in (("nps", 0, 10, "NPS"), ("csat", 1, 5, "CSAT")):
             if self.has("surveys", column):
-                raw = self.source.raw_table("surveys")
+                raw = self._raw("surveys")
                 stored = raw[column]
                 v = stored.cast("float64") if stored.type().is_numeric() else stored.try_cast("float64")
-                bad = raw.filter(v.notnull() & ((v < low) | (v > high) | (v != v.floor())))
-                self.rule("surveys", column, f"{name} must be a whole number from {low} to {high}", bad, [column])
+                self.rule("surveys", column, f"{name} must be a whole number from {low} to {high}", raw, [column],
+                          where=v.notnull() & ((v < low) | (v > high) | (v != v.floor())))
 
     def times(self) -> None:
         now = ibis.literal(self.now.replace(tzinfo=None))
@@ -229,8 +289,8 @@ class _Checker:
             for col in spec.columns:
                 if col.kind == TIMESTAMP and self.has(name, col.name):
                     t = self._typed(name)
-                    self.rule(name, col.name, f"{_FUTURE} (after {self.now:%Y-%m-%d %H:%M} UTC)",
-                              t.filter(t[col.name] > now), [col.name])
+                    self.rule(name, col.name, f"{_FUTURE} (after {self.now:%Y-%m-%d %H:%M} UTC)", t,
+                              [col.name], where=t[col.name] > now)
 
     def relations(self) -> None:
         if not self.has("customers", "customer_id"):
@@ -271,16 +331,12 @@ class _Checker:
                 self.rule("assignments", "variant", "experiment and variant not listed in experiments",
                           named.anti_join(e, ["experiment_id", "variant"]), ["experiment_id", "variant"])
 
-    def _typed(self, name: str) -> ibis.Table:
-        return self.source.table(name)
-
-
 _KIND_WORDS = {INT: "a whole number", FLOAT: "a number", BOOL: "true or false", TIMESTAMP: "a timestamp"}
 _TRY_TYPES = {TIMESTAMP: "timestamp('UTC')", FLOAT: "float64", INT: "float64", BOOL: "boolean"}
 
 
-def _unparseable(raw: ibis.Table, column: str, kind: str) -> ibis.Table | None:
-    """Rows whose stored value in ``column`` cannot be read as ``kind`` (None: the type already fits)."""
+def _unparseable(raw: ibis.Table, column: str, kind: str) -> ibis.BooleanValue | None:
+    """Whether the stored value in ``column`` cannot be read as ``kind`` (None: the type already fits)."""
     stored = raw[column].type()
     if kind not in _TRY_TYPES or stored.is_unknown():  # unknown: e.g. DuckDB's TIMESTAMPTZ_NS, a timestamp
         return None
@@ -288,7 +344,7 @@ def _unparseable(raw: ibis.Table, column: str, kind: str) -> ibis.Table | None:
             INT: stored.is_numeric(), BOOL: stored.is_boolean()}[kind]
     if fits:
         return None
-    return raw.filter(raw[column].notnull() & raw[column].try_cast(_TRY_TYPES[kind]).isnull())
+    return raw[column].notnull() & raw[column].try_cast(_TRY_TYPES[kind]).isnull()
 
 
 def _empty(stored: ibis.Value) -> ibis.BooleanValue:
@@ -320,10 +376,11 @@ def check_source(source: DataSource, now: dt.datetime | None = None, location: s
     checker.values()
     checker.times()
     checker.relations()
+    problems = checker.finish()
     usable = [n for n in TABLES if n in checker.usable]
     tables = table_overview(source, only=usable) if usable else pd.DataFrame(
         columns=["table", "present", "rows", "first", "last"])
-    return CheckReport(tuple(checker.problems), tables, location or str(source.data_dir or "connection"))
+    return CheckReport(tuple(problems), tables, location or str(source.data_dir or "connection"))
 
 
 CACHE_ENV = "PCO_CHECK_CACHE"  # folder of remembered validations (the runner sets it for a report's kernel)
