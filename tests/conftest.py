@@ -110,7 +110,7 @@ def browser():
 def open_offline(browser, html: Path, screenshot: Path | None = None) -> dict:
     """Load a report in the browser with the network cut off: every request other than the file itself is
     aborted and recorded. Returns the console messages, page errors, failed and outside requests, the number
-    of visible code cells and the page title."""
+    of visible code cells, the page title, the images' alt texts and the page's width on a 390 px phone."""
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     seen = {"console": [], "errors": [], "failed": [], "outside": []}
 
@@ -130,7 +130,10 @@ def open_offline(browser, html: Path, screenshot: Path | None = None) -> dict:
     seen["code_cells"] = page.locator(".jp-CodeCell .jp-InputArea:visible").count()
     seen["title"] = page.title()
     seen["summary_visible"] = page.locator(".pco-summary").first.is_visible()
+    seen["alts"] = page.eval_on_selector_all("img", "images => images.map(i => i.alt)")
     if screenshot is not None:
         page.screenshot(path=str(screenshot), full_page=False)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: wide tables scroll inside their box
+    seen["phone_scroll_width"] = page.evaluate("document.documentElement.scrollWidth")
     page.close()
     return seen

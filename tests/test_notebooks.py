@@ -99,8 +99,14 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, 
         assert seen["code_cells"] == 0, "code is visible"
         assert seen["summary_visible"] and report in seen["title"]
         assert (tmp_path / f"{report}.png").stat().st_size > 10_000  # a real screenshot
+        assert seen["alts"] and all(len(alt) > 10 for alt in seen["alts"]), seen["alts"]  # from each figure
+        assert seen["phone_scroll_width"] <= 390, "the page scrolls sideways on a phone"
     assert "from pco_lib" not in html, "code is visible in the HTML"
     assert "data:image/png;base64" in html, "the report has no embedded chart"
+    assert "No description has been provided" not in html
+    css = sum(len(block) for block in re.findall(r"<style[^>]*>(.*?)</style>", html, re.S))
+    assert css < 50_000, f"{css:,} characters of CSS: JupyterLab's unused rules are back (they were 240,000)"
+    assert len(html.encode()) < 700_000, "the page is heavier than it needs to be"
 
 
 @pytest.mark.slow

@@ -235,3 +235,64 @@ def test_tables_show_human_labels_and_p_values_as_people_read_them():
                                                       "Relative lift", "Guardrail", "Odd column"))
     assert ">&lt; 0.001</td>" in html and ">0.046</td>" in html and ">+18.1%</td>" in html and ">–</td>" in html
     assert "color: red" in html and "p_value" not in html and "e-08" not in html
+
+
+def test_a_page_keeps_only_the_css_it_can_use():
+    """Rules naming a class the page does not use are dropped (inside @media too), :not(.absent) still
+    matches, unused custom properties go unless a kept rule or property uses them; small sheets are kept."""
+    from pco_lib.report.html import PRUNE_ABOVE, slim_page
+
+    big = (":root { --used: red; --chain: var(--used2); --used2: 1px; --unused: url('data:x;y'); }\n"
+           ".a { color: var(--used); } .gone { color: blue; } .a .gone, .b { border: var(--chain); }\n"
+           "p:not(.absent) { margin: 0; } @media print { .gone { x: 1 } .a { y: 2 } } @keyframes k { }\n")
+    big += "/*" + "x" * PRUNE_ABOVE + "*/"
+    small = ".gone { kept: yes; }"
+    page = (f"<html><style>{big}</style><style>{small}</style><body><p class='a'>x</p><div class=\"b c\"></div>"
+            "</body></html>")
+    slim = slim_page(page)
+    assert ".a{color: var(--used);}" in slim and ".a .gone, .b{" in slim and "p:not(.absent){" in slim
+    assert "@media print{.a{y: 2}}" in slim and ".gone { color: blue; }" not in slim and "@keyframes" not in slim
+    assert "--used: red" in slim and "--used2: 1px" in slim and "--chain" in slim and "--unused" not in slim
+    assert small in slim and "xxxx" not in slim
+
+
+def test_figures_get_alt_text_from_what_they_show_and_a_sharp_small_png():
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from pco_lib.report.plots import PNG_SCALE, _png_with_description, describe
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), dpi=100)
+    left.plot([1, 2], label="control")
+    left.plot([2, 1], label="treatment")
+    left.set(title="Still active", xlabel="days", ylabel="share")
+    left.legend()
+    right.set(xlabel="months")
+    assert describe(fig) == "Still active: share by days. Series: control, treatment. months."
+    data, meta = _png_with_description(fig)
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert image.mode == "P" and meta["alt"] == describe(fig)  # quantized to a palette
+    assert abs(image.size[0] / meta["width"] - PNG_SCALE) < 0.01 and meta["width"] <= 800
+
+
+def test_a_heatmap_of_many_cohorts_shows_the_most_recent_and_says_so():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from pco_lib.report.plots import HEATMAP_ROWS, retention_heatmap
+
+    cohorts = pd.date_range("2024-01-01", periods=HEATMAP_ROWS + 14, freq="W-MON")
+    matrix = pd.DataFrame(0.5, index=cohorts, columns=range(4))
+    fig = retention_heatmap(matrix, pd.Series(10, index=cohorts), "week", title="Share active")
+    ax = fig.axes[0]
+    assert ax.get_title() == f"Share active (the {HEATMAP_ROWS} most recent of {HEATMAP_ROWS + 14} cohorts)"
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == HEATMAP_ROWS and labels[-1].startswith(f"{cohorts[-1]:%Y-%m-%d}"[:4])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,110 @@ def _experiment_period(results: dict) -> str:
     return f"{span} ({days} day{'s' if days != 1 else ''} of assignment)" if days else span
 
 
+_STYLE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.S)
+_CLASS_ATTR = re.compile(r"""class=(?:"([^"]*)"|'([^']*)')""")
+_CLASS_IN_SELECTOR = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
+_NOT = re.compile(r":not\([^)]*\)")  # :not(.absent) matches: its classes need not be on the page
+PRUNE_ABOVE = 20_000  # characters: nbconvert's inlined JupyterLab CSS (~240 kB), not our own or pandas' styles
+
+
+def _css_blocks(css: str) -> list[tuple[str, str]]:
+    """Top-level ``(prelude, body)`` pairs of a style sheet without comments (an @media body is itself CSS)."""
+    blocks, depth, start, prelude_end = [], 0, 0, 0
+    for i, ch in enumerate(css):
+        if ch == "{":
+            if depth == 0:
+                prelude_end = i
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                blocks.append((css[start:prelude_end].strip(), css[prelude_end + 1:i]))
+                start = i + 1
+    return blocks
+
+
+def _prune_css(css: str, classes: set[str]) -> str:
+    """The rules of ``css`` that can match the page: a rule is kept when one of its selectors names only
+    classes the page uses (element and attribute selectors are kept); @media and @supports are pruned inside,
+    @font-face and @keyframes dropped (the page has no animation and uses system fonts)."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    kept = []
+    for prelude, body in _css_blocks(css):
+        if prelude.startswith(("@media", "@supports")):
+            inner = _prune_css(body, classes)
+            if inner:
+                kept.append(f"{prelude}{{{inner}}}")
+        elif prelude.startswith("@"):
+            continue
+        elif any(set(_CLASS_IN_SELECTOR.findall(_NOT.sub("", sel))) <= classes for sel in prelude.split(",")):
+            kept.append(f"{prelude}{{{body.strip()}}}")
+    return "\n".join(kept)
+
+
+_VAR_USE = re.compile(r"var\(\s*(--[\w-]+)")
+
+
+def _declarations(body: str) -> list[str]:
+    """The declarations of a rule body, split at the semicolons outside quotes and brackets (data URIs)."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(body):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == ";" and depth == 0:
+            parts.append(body[start:i].strip())
+            start = i + 1
+    parts.append(body[start:].strip())
+    return [p for p in parts if p]
+
+
+def _prune_variables(css: str, elsewhere: str) -> str:
+    """``:root`` custom properties that nothing uses (in ``css`` outside :root, or in ``elsewhere``: the rest
+    of the page), left out: JupyterLab's theme defines ~1,000, icons among them. A property used by a kept
+    property is kept too."""
+    blocks = _css_blocks(css)
+    root = [d for pre, body in blocks if pre == ":root" for d in _declarations(body)]
+    rest = "".join(f"{pre}{{{body}}}" for pre, body in blocks if pre != ":root")
+    defined = {d.split(":", 1)[0].strip(): d for d in root if d.startswith("--")}
+    used, todo = set(), set(_VAR_USE.findall(rest)) | set(_VAR_USE.findall(elsewhere))
+    while todo:
+        name = todo.pop()
+        if name in used or name not in defined:
+            continue
+        used.add(name)
+        todo |= set(_VAR_USE.findall(defined[name]))
+    kept = [d for d in root if not d.startswith("--") or d.split(":", 1)[0].strip() in used]
+    return (f":root{{{';'.join(kept)}}}\n" if kept else "") + "\n".join(
+        f"{pre}{{{body}}}" for pre, body in blocks if pre != ":root")
+
+
+def slim_page(page: str) -> str:
+    """The page with only the CSS it can use (measured on the sample: the ab_test page 475 → ... kB)."""
+    body = _STYLE.sub("", page)
+    classes = {c for m in _CLASS_ATTR.finditer(body) for c in (m.group(1) or m.group(2) or "").split()}
+
+    big = [m.group(2) for m in _STYLE.finditer(page) if len(m.group(2)) > PRUNE_ABOVE]
+    elsewhere = body + "".join(m.group(2) for m in _STYLE.finditer(page) if len(m.group(2)) <= PRUNE_ABOVE)
+    slim = {css: _prune_css(css, classes) for css in big}
+    elsewhere += "".join(_css_blocks_text(css) for css in slim.values())  # one big sheet's rules use another's
+
+    def prune(m: re.Match) -> str:
+        css = m.group(2)
+        return m.group(1) + (_prune_variables(slim[css], elsewhere) if css in slim else css) + m.group(3)
+
+    return _STYLE.sub(prune, page)
+
+
+def _css_blocks_text(css: str) -> str:
+    return "".join(body for pre, body in _css_blocks(css) if pre != ":root")
+
+
 def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None,
                 results: dict | None = None) -> None:
     """The executed notebook as one self-contained HTML page without code: nothing is loaded from the network
@@ -98,4 +203,4 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
     }
     nb.metadata["title"] = " · ".join(t for t in (_run_label(m), title) if t)
     body, _ = exporter.from_notebook_node(nb, resources={"pco": page})
-    html_path.write_text(body, encoding="utf-8")
+    html_path.write_text(slim_page(body), encoding="utf-8")

@@ -12,11 +12,67 @@ PALETTE = ["#0969da", "#e16f24", "#1a7f37", "#8250df", "#cf222e", "#57606a", "#b
 
 
 def use_style() -> None:
-    """The house style: white grid, readable sizes, one palette."""
+    """The house style: white grid, readable sizes, one palette; in a notebook, every figure is shown with
+    alt text that says what it shows (:func:`describe`)."""
     sns.set_theme(style="whitegrid", palette=PALETTE, rc={
         "figure.figsize": (9, 4), "figure.dpi": 100, "axes.titlesize": 13, "axes.titleweight": "bold",
         "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
     })
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from matplotlib.figure import Figure
+
+        # load the backend now: the inline backend sets its own PNG formatter when it is first loaded
+        plt.switch_backend(plt.get_backend())
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png_with_description)
+
+
+PNG_SCALE = 1.5  # pixels per CSS pixel: sharp text on phones and high-density screens
+PNG_COLORS = 256  # a chart has few colours: quantized, a PNG is 3-4x smaller and looks the same
+
+
+def _png_with_description(fig) -> tuple[str, dict]:
+    """The figure as a PNG rendered at ``PNG_SCALE`` times its size and quantized to ``PNG_COLORS``
+    colours, shown at its size (width/height), with :func:`describe` as its alt text (nbconvert writes both
+    on the img). Measured on the sample's cohort heatmap: 182 kB as the inline backend renders it, 49 kB
+    quantized at the same size."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi * PNG_SCALE, bbox_inches="tight", facecolor="white")
+    image = Image.open(buffer).convert("RGB")
+    small = io.BytesIO()
+    image.quantize(colors=PNG_COLORS, method=Image.Quantize.FASTOCTREE).save(small, "PNG", optimize=True)
+    width, height = (round(v / PNG_SCALE) for v in image.size)
+    return base64.b64encode(small.getvalue()).decode("ascii"), {"alt": describe(fig), "width": width,
+                                                                 "height": height}
+
+
+def describe(fig) -> str:
+    """Alt text: each chart's title, what its axes show and the series its legend names, e.g. "Relative lift
+    vs control: relative change vs control, 95% interval, by metric. Series: better (significant)."."""
+    suptitle = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) else ""
+    sentences = [suptitle] if suptitle else []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>" or not ax.get_visible():
+            continue
+        title, y, x = ax.get_title(), ax.get_ylabel(), ax.get_xlabel()
+        shows = " by ".join(v for v in (y, x) if v)
+        text = f"{title}: {shows}" if title and shows else title or shows
+        legend = ax.get_legend()
+        names = [t.get_text() for t in legend.get_texts() if t.get_text()] if legend else []
+        if names:
+            text = f"{text}. Series: {', '.join(names)}" if text else f"Series: {', '.join(names)}"
+        if text:
+            sentences.append(text)
+    return ". ".join(s.rstrip(".") for s in sentences) + "." if sentences else "Chart."
 
 
 def monthly_lines(frame: pd.DataFrame, y: str, hue: str | None = None, title: str = "",
@@ -55,9 +111,17 @@ def _cohort_label(ts, period: str) -> str:
     return {"week": f"{ts:%Y-%m-%d}", "month": f"{ts:%Y-%m}", "quarter": f"{ts.year}-Q{ts.quarter}"}[period]
 
 
+HEATMAP_ROWS = 36
+
+
 def retention_heatmap(matrix: pd.DataFrame, sizes: pd.Series, period: str, title: str = "",
                       fmt: str = ".0%"):
-    """Cohort × age heatmap; rows labelled with the cohort and its size, empty cells not yet elapsed."""
+    """Cohort × age heatmap; rows labelled with the cohort and its size, empty cells not yet elapsed. At
+    most ``HEATMAP_ROWS`` cohorts, the most recent (weekly cohorts over two years would be a 3,500 px chart);
+    the title says so."""
+    if len(matrix) > HEATMAP_ROWS:
+        title = f"{title} (the {HEATMAP_ROWS} most recent of {len(matrix)} cohorts)".lstrip()
+        matrix = matrix.iloc[-HEATMAP_ROWS:]
     labels = [f"{_cohort_label(c, period)}  (n={sizes.get(c, 0):,})" for c in matrix.index]
     fig, ax = plt.subplots(figsize=(min(2 + 0.7 * matrix.shape[1], 14), 1.2 + 0.32 * len(matrix)))
     sns.heatmap(matrix.set_axis(labels), annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax,
