@@ -24,17 +24,25 @@ def _log_to(quiet: bool):
 
 
 def cmd_list(args) -> int:
+    import re
+    import shutil
+    import textwrap
+
     from .report import list_reports, report_title
     from .report.needs import Needs
     from .report.params import notebook_parameters
 
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
     for name, path in list_reports().items():
         print(f"{name} — {report_title(path)}")
         needs = Needs.of_notebook(path).describe()
         if needs:
-            print(f"    {needs}")
+            print(textwrap.fill(needs, width, initial_indent="    ", subsequent_indent="      "))
         for p in notebook_parameters(path):
-            print(f"    {p.name:<22} {p.type:<14} default {p.default!r:<18} {p.help}")
+            print(textwrap.fill(f"{p.name}: {p.type} = {p.default!r}", width, initial_indent="  ",
+                                subsequent_indent="        "))
+            kept = re.sub(r"\{[^}]*\}", lambda m: m.group(0).replace(" ", "\0"), p.help)  # a rule stays whole
+            print(textwrap.fill(kept, width, initial_indent="      ", subsequent_indent="      ").replace("\0", " "))
         print()
     return EXIT_OK
 
@@ -103,7 +111,25 @@ def cmd_run_all(args) -> int:
     skipped = f", {counts['skipped']} skipped (the data lacks a table they need)" if counts["skipped"] else ""
     print(f"\n{counts['succeeded']} succeeded, {counts['failed']} failed{skipped}. "
           f"Index: {(Path(args.out) / 'index.html').resolve()}")
+    _report_changes(args.out, {name for name, status, _, _ in rows if status == "succeeded"}, args.changes)
     return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _report_changes(out: str, ran: set[str], path: str | None) -> None:
+    """Print what changed since the previous good run of each run that just succeeded (verdicts, headlines
+    outside their interval) and write it as JSON to ``path`` (a list, empty when nothing changed)."""
+    import json
+
+    from .report.changes import run_changes
+
+    changed = [c for c in run_changes(out) if c["run"] in ran and c["changes"]]
+    if changed:
+        print("\nChanged since the previous good run:")
+        for c in changed:
+            print(f"  {c['run']}: " + "; ".join(c["changes"]))
+    if path:
+        payload = [{k: c[k] for k in ("run", "report", "run_id", "previous_run_id", "changes")} for c in changed]
+        Path(path).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def cmd_data_check(args) -> int:
@@ -160,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=_positive_int, default=1, help="runs side by side (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary table")
     p.add_argument("--pseudonymize", action="store_true", help="as for pco run")
+    p.add_argument("--changes", metavar="FILE", default=None,
+                   help="also write what changed since each run's previous good run as JSON (for alerts)")
     p.set_defaults(func=cmd_run_all)
 
     data = sub.add_parser("data", help="check or generate data").add_subparsers(dest="data_command",

@@ -620,7 +620,8 @@ def headlines(readout: Readout, churn: list[ChurnEffect] | None = None) -> tuple
     cards = [
         ("headline.verdict", readout.verdict, "Verdict"),
         ("headline.primary_relative_lift", primary.relative,
-         f"{metric_label(primary.metric, readout.window_days)}, lift", "+.1%"),
+         f"{metric_label(primary.metric, readout.window_days)}, lift", "+.1%",
+         (primary.relative_ci_low, primary.relative_ci_high)),
         ("headline.customers", int(readout.arms.n.sum()), "Customers counted"),
         ("headline.srm_p_value", readout.srm.p_value, "Sample ratio p-value", "p"),
     ]

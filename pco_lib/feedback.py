@@ -242,7 +242,8 @@ def headlines(r: FeedbackReadout) -> tuple[list[tuple], dict]:
     ``nps_by_segment`` {segment: {nps, ci_low, ci_high, answers}} (suppressed groups left out), ``csat`` and
     ``churn_hazard_ratio`` {category: {hazard_ratio, ci_low, ci_high, p_value}} against promoters."""
     overall, by_segment, churn = r.overall, r.by_segment, r.churn
-    cards = [("nps.score", _plain(overall.nps), "Net Promoter Score", "+.0f"),
+    cards = [("nps.score", _plain(overall.nps), "Net Promoter Score", "+.0f",
+              (_plain(overall.nps_ci_low), _plain(overall.nps_ci_high))),
              ("nps.answers", int(overall.answers), "Answers", ",d"),
              ("csat", _plain(overall.csat), "CSAT (4–5 of 5)", ".0%")]
     hidden = {"nps.ci_low": _plain(overall.nps_ci_low), "nps.ci_high": _plain(overall.nps_ci_high)}

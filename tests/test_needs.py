@@ -299,9 +299,11 @@ def test_a_table_every_folder_needs_is_a_validation_error_not_a_skip(minimal_dat
     assert not caught.value.skipped
 
 
-def test_pco_list_shows_needs_choices_and_bounds(capsys):
+def test_pco_list_shows_needs_choices_and_bounds(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
     assert main(["list"]) == 0
     printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 100  # wrapped to the terminal
     assert "needs customers, surveys; uses subscriptions when present" in printed
     assert "{holm, bh, none}" in printed and "{0 < x < 0.5}" in printed
 

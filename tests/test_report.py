@@ -77,6 +77,9 @@ def test_a_failed_run_keeps_the_previous_good_run_and_is_marked_on_the_index(toy
     failed = out / runs[0]["folder"]
     assert (failed / "report.ipynb").exists() and (failed / "report.html").exists()
     assert "RuntimeError: asked to fail" in runs[0]["error"]
+    page = (failed / "report.html").read_text()
+    assert "This run failed: cell 3: RuntimeError: asked to fail." in page and 'href="report.ipynb"' in page
+    assert "Traceback" not in page and "raise RuntimeError" not in page  # one sentence, no traceback
     assert latest_good_run(out, "toy")["run_id"] == good.run_id
     index = (out / "index.html").read_text()
     assert "failed" in index and f"{good.folder.name}/report.html" in index
@@ -296,3 +299,44 @@ def test_a_heatmap_of_many_cohorts_shows_the_most_recent_and_says_so():
     assert ax.get_title() == f"Share active (the {HEATMAP_ROWS} most recent of {HEATMAP_ROWS + 14} cohorts)"
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert len(labels) == HEATMAP_ROWS and labels[-1].startswith(f"{cohorts[-1]:%Y-%m-%d}"[:4])
+
+
+def test_headline_changes_flag_new_words_and_numbers_outside_the_previous_interval():
+    from pco_lib.report.changes import headline_changes
+
+    def h(key, value, low=None, high=None):
+        extra = {"low": low, "high": high, "low_shown": f"{low:+.0f}", "high_shown": f"{high:+.0f}"} \
+            if low is not None else {}
+        return {"key": key, "label": key.upper(), "value": value,
+                "shown": value if isinstance(value, str) else f"{value:+.0f}", **extra}
+
+    before = [h("verdict", "keep running"), h("nps", 31.0, 25.0, 37.0), h("answers", 900.0)]
+    assert headline_changes(before, [h("verdict", "keep running"), h("nps", 36.0), h("answers", 2000.0)]) == []
+    assert headline_changes(before, [h("verdict", "ship"), h("nps", 45.0), h("new", 1.0)]) == [
+        "VERDICT: keep running → ship", "NPS: +31 → +45, outside the previous interval (+25 to +37)"]
+
+
+def test_run_all_says_what_changed_since_the_previous_good_run(tmp_path, monkeypatch, capsys):
+    """Two scheduled runs of one entry: the second's verdict and score differ; run-all prints it, writes it as
+    JSON for alerts, and the index shows the latest headlines with the change."""
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    _write_notebook(nb_dir / "score.ipynb", 'value: float = 30.0  # the score\nverdict: str = "keep running"  # x',
+                    'from pco_lib.report import record_headlines\nrecord_headlines([("verdict", verdict, "Verdict"),'
+                    ' ("nps", value, "NPS", "+.0f", (value - 5, value + 5))])')
+    monkeypatch.setenv("PCO_NOTEBOOKS", str(nb_dir))
+    out, changes = tmp_path / "reports", tmp_path / "changes.json"
+    for value, verdict in ((30, "keep running"), (45, "ship")):
+        schedule = tmp_path / "schedule.yml"
+        schedule.write_text(f"runs:\n  - {{name: nps_weekly, report: score, parameters: {{value: {value}, "
+                            f"verdict: {verdict}}}}}\n")
+        assert main(["run-all", "--schedule", str(schedule), "--out", str(out), "-q", "--changes",
+                     str(changes)]) == 0
+    printed = capsys.readouterr().out
+    assert "nps_weekly: Verdict: keep running → ship; NPS: +30 → +45, outside the previous interval (+25 to +35)" \
+        in printed
+    written = json.loads(changes.read_text())
+    assert [c["run"] for c in written] == ["nps_weekly"] and len(written[0]["changes"]) == 2
+    assert written[0]["previous_run_id"] != written[0]["run_id"]
+    index = (out / "index.html").read_text()
+    assert "Verdict: <strong>ship</strong>" in index and "NPS: +30 → +45" in index

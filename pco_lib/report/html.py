@@ -173,6 +173,17 @@ def _css_blocks_text(css: str) -> str:
     return "".join(body for pre, body in _css_blocks(css) if pre != ":root")
 
 
+def _cut_at_the_error(nb) -> None:
+    """A failed run's page: what the notebook showed before the failing cell, without the traceback (the
+    header says the error in one sentence; the executed notebook, linked, has the traceback) and without the
+    sections after it, which would be empty."""
+    for i, cell in enumerate(nb.cells):
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            cell.outputs = [out for out in cell.outputs if out.get("output_type") != "error"]
+            nb.cells = nb.cells[:i + 1]
+            return
+
+
 def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = None,
                 results: dict | None = None) -> None:
     """The executed notebook as one self-contained HTML page without code: nothing is loaded from the network
@@ -186,6 +197,8 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
                             exclude_input_prompt=True, exclude_output_prompt=True)
     nb = nbformat.read(str(notebook_path), as_version=4)
     m = manifest or {}
+    if m.get("status") == "failed":
+        _cut_at_the_error(nb)
     title, toc = _contents(nb)
     versions = m.get("versions", {})
     page = {

@@ -53,13 +53,15 @@ def latest_good_run(out_dir: str | Path, report: str) -> dict | None:
     return next((r for r in list_runs(out_dir) if r["report"] == report and r["status"] == "succeeded"), None)
 
 
+HEADLINES_SHOWN = 3  # headline cards of the latest good run on the index
+
 _INDEX_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%;margin:.5em 0}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #d0d7de;font-size:.92em}
 th{background:#f6f8fa}.succeeded{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
-.skipped{color:#9a6700;font-weight:600}
+.skipped{color:#9a6700;font-weight:600}.changed{color:#9a3412;font-weight:600}
 .muted{color:#57606a;font-size:.9em}.scroll{overflow-x:auto}
 @media (max-width:600px){body{margin:1em .6em}th,td{padding:4px 6px}}
 """
@@ -80,24 +82,35 @@ def write_index(out_dir: str | Path) -> Path:
         f"<p class='muted'>Updated {esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))}"
         f" · {len(runs)} run{'s' if len(runs) != 1 else ''}</p>",
         "<div class='scroll'><table><tr><th>Run</th><th>Report</th><th>Latest run</th><th>Status</th>"
-        "<th>Latest good report</th></tr>",
+        "<th>Latest good report</th><th>Headline</th><th>Changed since the previous good run</th></tr>",
     ]
+    from .changes import run_changes
+
+    changes = {c["run"]: c for c in run_changes(out_dir)}
     for name, named_runs in sorted(by_name.items()):
         latest = named_runs[0]
         good = next((r for r in named_runs if r["status"] == "succeeded"), None)
         good_link = (f"<a href='{esc(good['folder'])}/report.html'>{esc(_when(good['started_at']))}</a>"
                      if good else "<span class='muted'>none yet</span>")
+        c = changes.get(name, {})
+        headline = "<br>".join(f"{esc(h['label'])}: <strong>{esc(h['shown'])}</strong>"
+                               for h in c.get("headlines", [])[:HEADLINES_SHOWN])
+        changed = ("<br>".join(f"<span class='changed'>{esc(text)}</span>" for text in c["changes"])
+                   if c.get("changes") else
+                   "<span class='muted'>nothing beyond its interval</span>" if c.get("previous_run_id") else
+                   "<span class='muted'>no earlier good run</span>")
         parts.append(
             f"<tr><td><a href='#{esc(name)}'>{esc(name)}</a></td><td>{esc(_run_label(latest))}</td>"
             f"<td>{esc(_when(latest['started_at']))}</td>"
-            f"<td class='{esc(latest['status'])}'>{esc(latest['status'])}</td><td>{good_link}</td></tr>"
+            f"<td class='{esc(latest['status'])}'>{esc(latest['status'])}</td><td>{good_link}</td>"
+            f"<td>{headline}</td><td>{changed if good else ''}</td></tr>"
         )
     skipped = read_skipped(out_dir)
     for s in skipped:
         if s.get("name") not in by_name:
             parts.append(f"<tr><td>{esc(s.get('name', ''))}</td><td>{esc(s.get('report', ''))}</td>"
                          f"<td>{esc(_when(s.get('at', '')))}</td><td class='skipped'>skipped</td>"
-                         "<td><span class='muted'>none yet</span></td></tr>")
+                         "<td><span class='muted'>none yet</span></td><td></td><td></td></tr>")
     parts.append("</table></div>")
     if skipped:
         parts.append("<h2 id='skipped'>Skipped on the last scheduled run</h2><p class='muted'>The data lacks a "

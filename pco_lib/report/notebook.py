@@ -90,18 +90,30 @@ def record(key: str, value: Any, label: str | None = None, fmt: str | None = Non
 def record_headlines(items: list[tuple], hidden: dict[str, Any] | None = None) -> None:
     """Record several headline numbers and show them as one row of cards.
 
-    ``items``: tuples ``(key, value, label[, fmt])`` as for :func:`record`; ``hidden``: more results.json
-    values (key → value) recorded without a card.
+    ``items``: tuples ``(key, value, label[, fmt[, (low, high)]])`` as for :func:`record`, with the value's
+    interval where there is one; ``hidden``: more results.json values (key → value) recorded without a card.
+    The cards also go to results.json ``headlines`` (key, label, value, shown, low/high), which the index
+    shows and compares with the previous good run (:mod:`.changes`).
     """
     from IPython.display import HTML, display
 
     for key, value in (hidden or {}).items():
         record(key, value, show=False)
-    cards = []
-    for key, value, label, *fmt in items:
-        record(key, value, label, fmt[0] if fmt else None, show=False)
+    cards, headlines = [], []
+    for key, value, label, *more in items:
+        fmt = more[0] if more else None
+        record(key, value, label, fmt, show=False)
         clean = _jsonable(value)
-        cards.append(_card(label, _format(clean, fmt[0] if fmt else None)))
+        shown = _format(clean, fmt)
+        cards.append(_card(label, shown))
+        headline = {"key": key, "label": label, "value": clean, "shown": shown}
+        if len(more) > 1 and more[1] is not None:
+            low, high = (_jsonable(v) for v in more[1])
+            if low is not None and high is not None:
+                headline |= {"low": low, "high": high, "low_shown": _format(low, fmt),
+                             "high_shown": _format(high, fmt)}
+        headlines.append(headline)
+    record("headlines", headlines, show=False)
     display(HTML(f"<div class='pco-headlines'>{''.join(cards)}</div>"))
 
 
