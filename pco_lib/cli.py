@@ -120,9 +120,10 @@ def _report_changes(out: str, ran: set[str], path: str | None) -> None:
     outside their interval) and write it as JSON to ``path`` (a list, empty when nothing changed)."""
     import json
 
+    from .report import list_runs
     from .report.changes import run_changes
 
-    changed = [c for c in run_changes(out) if c["run"] in ran and c["changes"]]
+    changed = [c for c in run_changes(out, list_runs(out)) if c["run"] in ran and c["changes"]]
     if changed:
         print("\nChanged since the previous good run:")
         for c in changed:

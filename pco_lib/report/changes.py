@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .index import list_runs
-
 
 def headline_changes(previous: list[dict], current: list[dict]) -> list[str]:
     """One sentence per headline that changed from ``previous`` to ``current`` (results.json ``headlines``)."""
@@ -43,13 +41,14 @@ def _headlines(out_dir: Path, run: dict) -> list[dict]:
         return []
 
 
-def run_changes(out_dir: str | Path) -> list[dict]:
-    """For each scheduled run (by name) with two good runs: the latest good run's headlines, and what changed
-    since the good run before it. ``[{"run", "report", "run_id", "previous_run_id", "headlines", "changes"}]``
-    (``previous_run_id`` None and ``changes`` empty when there is one good run only)."""
+def run_changes(out_dir: str | Path, runs: list[dict]) -> list[dict]:
+    """For each scheduled run (by name) among ``runs`` (the manifests of :func:`~.index.list_runs`, newest
+    first): the latest good run's headlines, and what changed since the good run before it.
+    ``[{"run", "report", "run_id", "previous_run_id", "headlines", "changes"}]`` (``previous_run_id`` None and
+    ``changes`` empty when there is one good run only)."""
     out_dir = Path(out_dir)
     by_name: dict[str, list[dict]] = {}
-    for run in list_runs(out_dir):  # newest first
+    for run in runs:
         if run.get("status") == "succeeded":
             by_name.setdefault(run.get("run_name") or run["report"], []).append(run)
     result = []

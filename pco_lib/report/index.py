@@ -10,6 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
+from .changes import run_changes
 from .html import _run_label, _when
 
 
@@ -84,9 +85,7 @@ def write_index(out_dir: str | Path) -> Path:
         "<div class='scroll'><table><tr><th>Run</th><th>Report</th><th>Latest run</th><th>Status</th>"
         "<th>Latest good report</th><th>Headline</th><th>Changed since the previous good run</th></tr>",
     ]
-    from .changes import run_changes
-
-    changes = {c["run"]: c for c in run_changes(out_dir)}
+    changes = {c["run"]: c for c in run_changes(out_dir, runs)}
     for name, named_runs in sorted(by_name.items()):
         latest = named_runs[0]
         good = next((r for r in named_runs if r["status"] == "succeeded"), None)
