@@ -340,3 +340,20 @@ def test_run_all_says_what_changed_since_the_previous_good_run(tmp_path, monkeyp
     assert written[0]["previous_run_id"] != written[0]["run_id"]
     index = (out / "index.html").read_text()
     assert "Verdict: <strong>ship</strong>" in index and "NPS: +30 → +45" in index
+
+
+def test_every_exported_table_reads_as_words_with_p_values_and_no_suppressed_column():
+    """The formatting layer of the export, whatever a notebook passed: a pandas table's snake_case headings
+    become words, its p-values "< 0.001", and its suppressed column goes (a note says what "–" means)."""
+    import pandas as pd
+
+    from pco_lib.report.formats import SUPPRESSED_NOTE, humanize_tables
+
+    frame = pd.DataFrame({"segment": ["a", "b"], "orders_per_year": [1.5, float("nan")],
+                          "p_value": [2.5e-9, 0.04567], "suppressed": [False, True]})
+    page = humanize_tables(frame.style.format({"p_value": "{:.3g}"}, na_rep="–").hide(axis="index").to_html())
+    assert ">Orders per year</th>" in page and ">p-value</th>" in page and ">Segment</th>" in page
+    assert ">&lt; 0.001</td>" in page and ">0.046</td>" in page and "2.5e-09" not in page
+    assert "suppressed" not in page and "True" not in page and SUPPRESSED_NOTE in page
+    clean = humanize_tables(frame[["segment"]].style.hide(axis="index").to_html())
+    assert SUPPRESSED_NOTE not in clean  # nothing was left out, so no note

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Any
 
 LABELS = {
     "metric": "Metric", "variant": "Arm", "segment": "Segment", "n": "Customers",
     "control_mean": "Control", "treatment_mean": "Treatment",
-    "effect": "Change", "ci_low": "Change, low", "ci_high": "Change, high",
+    "effect": "Change", "ci_low": "Interval low", "ci_high": "Interval high",
     "p_value": "p-value", "p_value_adjusted": "p-value (adjusted)",
     "relative": "Relative lift", "relative_ci_low": "Lift, low", "relative_ci_high": "Lift, high",
     "relative_p_value": "Lift p-value", "relative_p_value_adjusted": "Lift p-value (adjusted)",
@@ -27,6 +28,12 @@ LABELS = {
     "chance_to_beat_control": "Chance to beat control", "expected_loss": "Expected loss",
     "guardrail_margin": "Guardrail margin", "guardrail_p_value": "Guardrail p-value", "guardrail": "Guardrail",
     "srm_p_value": "Sample ratio p-value", "mde": "Smallest detectable change",
+    "logrank_p_value": "Log-rank p-value", "df": "Degrees of freedom", "coef": "Estimate", "aov": "Average order value",
+    "nps": "NPS", "csat": "CSAT", "nps_ci_low": "NPS, low", "nps_ci_high": "NPS, high", "rmst": "RMST",
+    "vip": "VIP", "auc": "AUC", "cohens_d": "Cohen's d", "se": "Standard error", "t": "t", "z": "z",
+    "odds_ratio_ci_low": "Odds ratio, low", "odds_ratio_ci_high": "Odds ratio, high",
+    "q1_days": "Lower quartile (days)", "q3_days": "Upper quartile (days)", "median_days": "Median (days)",
+    "mean_days": "Mean (days)",
 }
 
 
@@ -60,3 +67,42 @@ def styled(frame, formats: dict[str, Any] | None = None, na_rep: str = "–", st
         if column in frame.columns:
             style = style.map(css, subset=[label(column)])
     return style.hide(axis="index")
+
+
+_TABLE = re.compile(r"<table\b.*?</table>", re.S)
+_HEADING = re.compile(r'(<th\b[^>]*class="col_heading level0 col(\d+)"[^>]*>)([a-z][a-z0-9_]*)(</th>)')
+SUPPRESSED_NOTE = ("– marks a number left out because it describes too few customers (the report's "
+                   "min_cell_size).")
+
+
+def _cells(column: int) -> re.Pattern:
+    return re.compile(rf'<t([hd])\b[^>]*class="[^"]*\bcol{column}\b[^"]*"[^>]*>(.*?)</t\1>', re.S)
+
+
+def humanize_table(table: str) -> str:
+    """One exported table as a stakeholder reads it, whatever the notebook did: column names in words
+    (:data:`LABELS`, else "orders_per_year" → "Orders per year"), p-values as :func:`p_value`, and no
+    ``suppressed`` column — its cells already show "–", and a note under the table says why."""
+    note = ""
+    for m in list(_HEADING.finditer(table)):
+        if m.group(3) == "suppressed":
+            cells = _cells(int(m.group(2)))
+            if any(text.strip() == "True" for kind, text in cells.findall(table) if kind == "d"):
+                note = f'<p class="pco-footnote">{SUPPRESSED_NOTE}</p>'
+            table = cells.sub("", table)
+    for m in list(_HEADING.finditer(table)):
+        if _is_p_value(m.group(3)):
+            def shown(cell: re.Match) -> str:
+                try:
+                    text = html.escape(p_value(float(cell.group(2))))
+                    return cell.group(0).replace(f">{cell.group(2)}<", f">{text}<")
+                except ValueError:
+                    return cell.group(0)
+            table = _cells(int(m.group(2))).sub(lambda c: shown(c) if c.group(1) == "d" else c.group(0), table)
+    table = _HEADING.sub(lambda m: f"{m.group(1)}{html.escape(label(m.group(3)))}{m.group(4)}", table)
+    return table + note
+
+
+def humanize_tables(page: str) -> str:
+    """:func:`humanize_table` on every pandas table of an exported page (the one formatting layer)."""
+    return _TABLE.sub(lambda m: humanize_table(m.group(0)), page)

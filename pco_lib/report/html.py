@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .formats import humanize_tables
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -216,4 +218,4 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
     }
     nb.metadata["title"] = " · ".join(t for t in (_run_label(m), title) if t)
     body, _ = exporter.from_notebook_node(nb, resources={"pco": page})
-    html_path.write_text(slim_page(body), encoding="utf-8")
+    html_path.write_text(slim_page(humanize_tables(body)), encoding="utf-8")
