@@ -104,6 +104,8 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, 
     assert "from pco_lib" not in html, "code is visible in the HTML"
     assert "data:image/png;base64" in html, "the report has no embedded chart"
     assert "No description has been provided" not in html
+    if report in ("clv", "churn_survival", "lifecycle_segments"):  # model internals, collapsed for analysts
+        assert "<details class=\"pco-details\"><summary>" in html and "(for analysts)</summary>" in html
     css = sum(len(block) for block in re.findall(r"<style[^>]*>(.*?)</style>", html, re.S))
     assert css < 50_000, f"{css:,} characters of CSS: JupyterLab's unused rules are back (they were 240,000)"
     assert len(html.encode()) < 700_000, "the page is heavier than it needs to be"

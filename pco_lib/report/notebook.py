@@ -137,6 +137,15 @@ _TONES = {  # text colour, background, icon (inline SVG: no emoji, which render 
 }
 
 
+def details(table, summary: str = "Details for analysts") -> None:
+    """Show ``table`` (a pandas Styler) collapsed under ``summary`` (HTML ``<details>``): model internals
+    stay on the page for analysts without standing between a stakeholder and the result."""
+    from IPython.display import HTML, display
+
+    display(HTML(f"<details class='pco-details'><summary>{html.escape(summary)}</summary>{table.to_html()}"
+                 "</details>"))
+
+
 def verdict_banner(tone: str, title: str, text: str = "") -> None:
     """The decision at the top of a report, styled by its outcome: ``tone`` is one of positive, mixed,
     waiting, neutral, negative or warning (e.g. ship, trade-off, keep running, stop, do not ship, do not trust)."""
