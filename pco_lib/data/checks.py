@@ -192,10 +192,15 @@ class _Checker:
         return table in self.usable and set(columns) <= self.usable[table]
 
     def _raw(self, name: str) -> ibis.Table:
-        return self._relations.setdefault((name, "raw"), self.source.raw_table(name))
+        """One expression per table, so that its row rules are counted in one query (:meth:`finish`)."""
+        if (name, "raw") not in self._relations:
+            self._relations[name, "raw"] = self.source.raw_table(name)
+        return self._relations[name, "raw"]
 
     def _typed(self, name: str) -> ibis.Table:
-        return self._relations.setdefault((name, "typed"), self.source.table(name))
+        if (name, "typed") not in self._relations:
+            self._relations[name, "typed"] = self.source.table(name)
+        return self._relations[name, "typed"]
 
     # ----------------------------------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ def _png_with_description(fig) -> tuple[str, dict]:
 def describe(fig) -> str:
     """Alt text: each chart's title, what its axes show and the series its legend names, e.g. "Relative lift
     vs control: relative change vs control, 95% interval, by metric. Series: better (significant)."."""
-    suptitle = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) else ""
+    suptitle = fig.get_suptitle()
     sentences = [suptitle] if suptitle else []
     for ax in fig.axes:
         if ax.get_label() == "<colorbar>" or not ax.get_visible():
