@@ -355,5 +355,8 @@ def test_every_exported_table_reads_as_words_with_p_values_and_no_suppressed_col
     assert ">Orders per year</th>" in page and ">p-value</th>" in page and ">Segment</th>" in page
     assert ">&lt; 0.001</td>" in page and ">0.046</td>" in page and "2.5e-09" not in page
     assert "suppressed" not in page and "True" not in page and SUPPRESSED_NOTE in page
+    named = humanize_tables(pd.DataFrame({"vs basic": ["+63.3"], "p-value": [4.6e-30]}).style.hide(axis="index")
+                            .to_html())
+    assert ">&lt; 0.001</td>" in named and "e-30" not in named  # a heading a domain already wrote in words
     clean = humanize_tables(frame[["segment"]].style.hide(axis="index").to_html())
     assert SUPPRESSED_NOTE not in clean  # nothing was left out, so no note

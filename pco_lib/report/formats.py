@@ -71,6 +71,7 @@ def styled(frame, formats: dict[str, Any] | None = None, na_rep: str = "–", st
 
 _TABLE = re.compile(r"<table\b.*?</table>", re.S)
 _HEADING = re.compile(r'(<th\b[^>]*class="col_heading level0 col(\d+)"[^>]*>)([a-z][a-z0-9_]*)(</th>)')
+_ANY_HEADING = re.compile(r'<th\b[^>]*class="col_heading level0 col(\d+)"[^>]*>([^<]*)</th>')
 SUPPRESSED_NOTE = ("– marks a number left out because it describes too few customers (the report's "
                    "min_cell_size).")
 
@@ -90,15 +91,15 @@ def humanize_table(table: str) -> str:
             if any(text.strip() == "True" for kind, text in cells.findall(table) if kind == "d"):
                 note = f'<p class="pco-footnote">{SUPPRESSED_NOTE}</p>'
             table = cells.sub("", table)
-    for m in list(_HEADING.finditer(table)):
-        if _is_p_value(m.group(3)):
+    for m in list(_ANY_HEADING.finditer(table)):  # p_value, or a heading a domain already wrote as "p-value"
+        if _is_p_value(m.group(2)) or "p-value" in m.group(2):
             def shown(cell: re.Match) -> str:
                 try:
                     text = html.escape(p_value(float(cell.group(2))))
                     return cell.group(0).replace(f">{cell.group(2)}<", f">{text}<")
                 except ValueError:
                     return cell.group(0)
-            table = _cells(int(m.group(2))).sub(lambda c: shown(c) if c.group(1) == "d" else c.group(0), table)
+            table = _cells(int(m.group(1))).sub(lambda c: shown(c) if c.group(1) == "d" else c.group(0), table)
     table = _HEADING.sub(lambda m: f"{m.group(1)}{html.escape(label(m.group(3)))}{m.group(4)}", table)
     return table + note
 
