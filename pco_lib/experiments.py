@@ -19,6 +19,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from .data.currencies import money, money_label
 from .data.source import MISSING, DataError, DataSource, latest_timestamp
 from .data.summaries import contractual_lifetimes
 from .stats.cox import fit_cox
@@ -48,6 +49,7 @@ METRICS = {
     "orders": "mean",  # orders per customer after assignment within the window
     "revenue_per_order": "ratio",  # Σ revenue / Σ orders in the window
 }
+MONEY_METRICS = ("revenue", "revenue_per_order")  # written in the report's currency
 
 
 class ExperimentError(ValueError):
@@ -568,12 +570,33 @@ METRIC_LABELS = {
 
 
 def metric_label(metric: str, window_days: int) -> str:
-    return METRIC_LABELS.get(metric, metric).format(w=window_days)
+    """The metric's name on the page, with the currency for money: "Revenue per customer, 30 days (EUR)"."""
+    label = METRIC_LABELS.get(metric, metric).format(w=window_days)
+    return money_label(label) if metric in MONEY_METRICS else label
+
+
+def in_units(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """An effects table (or a segment table of one ``metric``) with each value written in its metric's unit:
+    shares as percent and their differences in points ("45.4%", "+8.2 pts"), money in the report's currency,
+    counts as numbers; ``mde`` as "±…". Rows of different metrics can then share a column on the page."""
+    out = table.copy()
+    metrics = out["metric"] if metric is None else pd.Series(metric, index=out.index)
+    for column in [c for c in _MEAN_COLUMNS + _DIFFERENCE_COLUMNS + ("mde",) if c in out.columns]:
+        signed = column not in _MEAN_COLUMNS
+        shown = [("–" if pd.isna(v) else _fmt(m, v, signed)) for m, v in zip(metrics, out[column])]
+        out[column] = [("±" + t[1:] if column == "mde" and t[:1] in "+−-" else t) for t in shown]
+    return out
+
+
+_MEAN_COLUMNS = ("control_mean", "treatment_mean")
+_DIFFERENCE_COLUMNS = ("effect", "ci_low", "ci_high", "seq_ci_low", "seq_ci_high")
 
 
 def _fmt(metric: str, value: float, signed: bool = False) -> str:
     if METRICS.get(metric) == "proportion":
         return f"{value * 100:+.1f} pts" if signed else f"{value:.1%}"
+    if metric in MONEY_METRICS:
+        return money(value, "+,.2f" if signed else ",.2f")
     return f"{value:+,.2f}" if signed else f"{value:,.2f}"
 
 

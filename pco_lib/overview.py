@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .data.currencies import money
 from .data.privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
 from .data.source import MISSING, DataError, DataSource
 
@@ -73,7 +74,7 @@ def summary_points(tables: pd.DataFrame, revenue: pd.DataFrame, stages: pd.DataF
         change = now.revenue / before.revenue - 1 if before.revenue else float("nan")
         direction = "up" if change > 0 else "down"
         points.append(
-            f"Revenue in {now.month:%B %Y} (the last complete month) was **{now.revenue:,.0f}**, "
+            f"Revenue in {now.month:%B %Y} (the last complete month) was **{money(now.revenue)}**, "
             f"{direction} {abs(change):.0%} on the month before."
         )
     step = dict(zip(stages.stage, stages.share_of_previous))
@@ -112,7 +113,7 @@ def headlines(stages: pd.DataFrame, revenue: pd.DataFrame, n_warnings: int) -> l
     items = [
         ("customers", int(counts["customers"]), "Customers"),
         ("orders", int(revenue.orders.sum()), "Orders"),
-        ("revenue", round(float(revenue.revenue.sum()), 2), "Revenue", ",.0f"),
+        ("revenue", round(float(revenue.revenue.sum()), 2), "Revenue", "$,.0f"),
         ("repeat_customer_share", counts["repeat customers"] / counts["customers"], "Repeat customers", ".1%"),
     ]
     if "leads" in counts:

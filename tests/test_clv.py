@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pco_lib import clv, data
+from pco_lib.data.currencies import money
 from pco_lib.stats.models import (
     BGNBD,
     ClvError,
@@ -888,6 +889,15 @@ def test_report_readout_on_the_tiny_sample(tiny_sample):
     assert hidden["validation.holdout_days"] == readout.validation.holdout_days == 182  # the default
     points = clv.summary_points(readout)
     assert "next year" in points[0] and not any(cid in " ".join(points) for cid in v.customer_id)
+    # the two figures side by side: the model asked the simple formula's question (its years, undiscounted)
+    # equals the per-customer value summed month by month at a 0% discount rate (clv(), another code path)
+    years = float(readout.simple.table.years_as_customer.iloc[0])
+    undiscounted = customer_value(readout.model, readout.gamma_gamma, v, horizon_days=years * 365.25,
+                                  discount_rate_per_year=0.0, time_unit_days=7.0)
+    assert readout.model_over_simple_years == pytest.approx(undiscounted.clv.mean(), rel=1e-9)
+    assert hidden["simple.model_same_question"] == readout.model_over_simple_years
+    formula = next(p for p in points if p.startswith("Back of the envelope"))
+    assert "asks another question" in formula and money(readout.model_over_simple_years) in formula
     # no holdout left: no calibration fit, no validation keys, and the section says so
     late = clv.analyze(data.connect(tiny_sample), calibration_end="2100-01-01", segment=None)
     assert late.validation is None and clv.calibration_parameters(late) is None

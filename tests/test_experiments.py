@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from pco_lib import data
+from pco_lib import data, experiments
 from pco_lib.experiments import (
     ExperimentError,
     analyze,
@@ -625,3 +625,20 @@ def test_cards_show_p_values_as_people_read_them_and_the_header_the_experiment_d
     assert _experiment_period({"experiment": {"first_assigned": "2025-12-20", "last_assigned": "2026-01-05",
                                               "days": 17}}) == "20 Dec 2025 – 05 Jan 2026 (17 days of assignment)"
     assert _experiment_period({}) == ""
+
+
+def test_effects_are_shown_in_each_metrics_unit(monkeypatch):
+    """One table, rows of different metrics: shares in percent and their changes in points, money in the
+    report's currency, counts as numbers (the page once showed 45.4% in the summary and 0.454 in the table)."""
+    from pco_lib.data import currencies
+
+    monkeypatch.setattr(currencies, "_current", "EUR")
+    table = pd.DataFrame({"metric": ["repeat", "revenue_per_order", "orders"], "control_mean": [0.4541, 31.249, 0.827],
+                          "treatment_mean": [0.536, 28.705, 1.163], "effect": [0.0819, -2.544, 0.335],
+                          "mde": [0.03, 2.0, float("nan")], "relative": [0.181, -0.081, 0.405]})
+    shown = experiments.in_units(table)
+    assert shown.control_mean.tolist() == ["45.4%", "€31.25", "0.83"]
+    assert shown.effect.tolist() == ["+8.2 pts", "−€2.54", "+0.34"] and shown.mde.tolist() == ["±3.0 pts", "±€2.00", "–"]
+    assert shown.relative.tolist() == table.relative.tolist()  # relative lifts keep their own format
+    one = experiments.in_units(table[["control_mean"]].iloc[:1], "repeat")
+    assert one.control_mean.tolist() == ["45.4%"]

@@ -80,7 +80,8 @@ def test_rules_are_read_from_the_help_text():
         'c: str = ""  # a date {date or ""}\n'
         'd: list[str] = ["red"]  # words {red, blue}\n'
         'e: str = "plan"  # a column {customers/subscriptions column or ""}\n'
-        'f: int = 3  # no rule\n')}
+        'f: int = 3  # no rule\n'
+        'g: str = ""  # money {currency or ""}\n')}
     assert (params["a"].rule.low, params["a"].rule.high) == (0, 0.5)
     assert params["b"].rule.low_inclusive and params["b"].convert("1") == 1
     assert params["c"].convert("") == "" and params["c"].convert("2026-01-31") == "2026-01-31"
@@ -91,6 +92,9 @@ def test_rules_are_read_from_the_help_text():
         params["d"].convert("red,green")
     with pytest.raises(ParameterError, match="must satisfy b ≥ 1"):
         params["b"].convert(0)
+    assert params["g"].convert("EUR") == "EUR" and params["g"].convert("") == ""
+    with pytest.raises(ParameterError, match="'g': 'euro' is not a currency code"):
+        params["g"].convert("euro")
 
 
 @pytest.mark.parametrize("source, message", [

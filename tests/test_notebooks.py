@@ -15,24 +15,25 @@ from conftest import open_offline
 from pco_lib.report import list_reports, run_report
 
 NON_DEFAULT = {
-    "data_overview": {"segment": "country", "months": 6, "min_cell_size": 5},
-    "cohort_retention": {"period": "week", "activity": "event", "segment": "device", "horizon": 8,
+    "data_overview": {"currency": "EUR", "segment": "country", "months": 6, "min_cell_size": 5},
+    "cohort_retention": {"currency": "GBP", "period": "week", "activity": "event", "segment": "device", "horizon": 8,
                          "change_date": "2025-10-01", "change_name": "new onboarding", "retention_days": 30,
                          "window_days": 90, "alpha": 0.1, "min_cell_size": 5},
     "ab_test": {"experiment_id": "checkout_copy", "metrics": ["retained", "revenue", "repeat"], "window_days": 14,
                 "alpha": 0.1, "correction": "bh", "guardrails": ["orders"], "guardrail_margin": 0.1,
                 "sequential": True, "cuped": False, "min_effect": 0.1, "prior_sd": 0.3, "segments": ["country"],
-                "min_cell_size": 5},
+                "min_cell_size": 5, "currency": "EUR"},
     "churn_survival": {"churn_definition": "non_contractual", "inactivity_days": 60, "activity": "order",
                        "segment": "channel", "covariates": ["channel", "device"], "horizon_days": 180, "risk_days": 14,
                        "risk_csv": "risk.csv", "alpha": 0.1, "correction": "bh", "min_segment_size": 20,
                        "min_cell_size": 5},
     "clv": {"model": "mbgnbd", "horizon": 730, "time_unit": "day", "discount_rate": 0.05,
             "calibration_end": "2026-03-31", "holdout_days": 90, "segment": "country", "values_csv": "v.csv",
-            "min_cell_size": 5},
+            "min_cell_size": 5, "currency": "CHF"},
     "lifecycle_segments": {"as_of": "2026-06-30", "compare_days": 60, "segment": "device", "lead_time_days": 7,
                            "new_days": 60, "at_risk_days": 120, "lapsed_days": 240, "vip_share": 0.2, "lead_days": 30,
-                           "contacts_csv": "c.csv", "lookalike_csv": "", "min_cell_size": 5},
+                           "contacts_csv": "c.csv", "lookalike_csv": "", "min_cell_size": 5,
+                           "currency": "EUR"},
     "customer_feedback": {"segment": "country", "period": "quarter", "response_window_days": 30, "alpha": 0.1,
                           "min_cell_size": 5},
 }
@@ -104,6 +105,11 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, 
     assert "from pco_lib" not in html, "code is visible in the HTML"
     assert "data:image/png;base64" in html, "the report has no embedded chart"
     assert "No description has been provided" not in html
+    assert 'data-mime-type="text/plain"' not in html, "a print line, repr or empty box on the page (report.callout)"
+    currency = NON_DEFAULT[report].get("currency")
+    if currency:  # every money figure in the report's currency, none in the default dollars
+        assert not re.search(r"\$\s?\d", html), "a money figure in dollars on a non-dollar report"
+        assert {"EUR": "€", "GBP": "£", "CHF": " CHF"}[currency] in html
     if report in ("clv", "churn_survival", "lifecycle_segments"):  # model internals, collapsed for analysts
         assert "<details class=\"pco-details\"><summary>" in html and "(for analysts)</summary>" in html
     css = sum(len(block) for block in re.findall(r"<style[^>]*>(.*?)</style>", html, re.S))

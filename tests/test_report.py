@@ -360,3 +360,87 @@ def test_every_exported_table_reads_as_words_with_p_values_and_no_suppressed_col
     assert ">&lt; 0.001</td>" in named and "e-30" not in named  # a heading a domain already wrote in words
     clean = humanize_tables(frame[["segment"]].style.hide(axis="index").to_html())
     assert SUPPRESSED_NOTE not in clean  # nothing was left out, so no note
+
+
+def test_money_is_written_in_the_reports_currency(monkeypatch):
+    from pco_lib.data import currencies as m
+
+    monkeypatch.setattr(m, "_current", None)
+    monkeypatch.delenv(m.ENV, raising=False)
+    assert m.currency() == "USD" and m.money(1234.4) == "$1,234" and m.money(-3.5, ",.2f") == "−$3.50"
+    assert m.money(-0.001, ",.2f") == "$0.00" and m.money(2.5, "+,.2f") == "+$2.50" and m.money(float("nan")) == "–"
+    monkeypatch.setenv(m.ENV, "eur")  # "" means $PCO_CURRENCY, upper-cased
+    assert m.set_currency("") == "EUR" and m.money(12.5, ",.2f") == "€12.50"
+    assert m.set_currency("CHF") == "CHF" and m.money(1234) == "1,234 CHF" and m.money_label("revenue") == "revenue (CHF)"
+    with pytest.raises(m.CurrencyError, match="'US dollars' is not a currency code"):
+        m.set_currency("US dollars")
+
+
+def test_cards_tables_and_axes_use_the_currency(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from pco_lib.data import currencies as m
+    from pco_lib.report import plots, styled
+    from pco_lib.report.notebook import _format
+
+    monkeypatch.setattr(m, "_current", "GBP")
+    assert _format(2262759.4, "$,.0f") == "£2,262,759" and _format(113.136, "$,.2f") == "£113.14"
+    html = styled(pd.DataFrame({"aov": [30.681], "value": [float("nan")]}), {"aov": "$,.2f", "value": "$,.0f"}).to_html()
+    assert ">£30.68</td>" in html and ">–</td>" in html
+    fig = plots.monthly_lines(pd.DataFrame({"month": pd.date_range("2026-01-01", periods=3, freq="MS"),
+                                            "revenue": [1000.0, 2500.0, 1800.0]}), y="revenue", money=True)
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert ticks and all(t.lstrip("−").startswith("£") for t in ticks), ticks
+
+
+def test_tables_without_formats_show_counts_as_integers_and_shares_as_percent():
+    import pandas as pd
+
+    from pco_lib.report import styled
+    from pco_lib.report.formats import label, number
+
+    frame = pd.DataFrame({"customers": [1577.0, 475.0], "top_share": [0.101, 0.372], "t": [24.747, 2654.967],
+                          "converted_by_30d": [0.25, 0.5], "conversion_rate": [0.149, 0.04]})
+    html = styled(frame).to_html()
+    assert ">1,577</td>" in html and ">475</td>" in html and "1577.0" not in html  # counts stored as floats
+    assert ">10.1%</td>" in html and ">14.9%</td>" in html and ">24.7</td>" in html and ">2,655</td>" in html
+    assert ">Converted by 30 days</th>" in html and label("converted_by_30d_ci_low") == "Converted by 30 days, low"
+    assert number(0.7204) == "0.72" and number(3.0) == "3" and number(float("nan")) == "–"
+
+
+def test_a_category_keeps_its_colour_in_every_chart_of_a_report(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from pco_lib.report import plots
+
+    monkeypatch.setattr(plots, "_assigned", {})
+    assert plots.category_color("Detractors") == plots.category_color("detractor") == plots.FIXED_COLORS["detractor"]
+    first, second = plots.category_color("premium"), plots.category_color("basic")
+    assert first != second and plots.category_color("premium") == first and first not in plots.FIXED_COLORS.values()
+    curves = pd.DataFrame({"segment": ["basic"] * 3 + ["premium"] * 3, "days": [0, 30, 700] * 2,
+                           "survival": [1, 0.6, 0.6, 1, 0.8, 0.8], "ci_low": 0.5, "ci_high": 1.0})
+    fig = plots.survival_curves(curves, ylabel="not yet converted")
+    lines = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()}
+    assert lines == {"basic": second, "premium": first}
+    assert fig.axes[0].get_ylabel() == "not yet converted"
+    assert fig.axes[0].get_xlim()[1] == pytest.approx(33)  # the flat tail to day 700 is cut 10% after day 30
+
+
+def test_the_index_filters_runs_by_status(toy_notebooks, tmp_path):
+    from pco_lib.report import run_report, write_index
+
+    out = tmp_path / "reports"
+    assert run_report("toy", out_dir=out, nb_dir=toy_notebooks, params={"value": 3}).ok
+    assert not run_report("toy", out_dir=out, nb_dir=toy_notebooks, params={"fail": True}, name="toy_bad").ok
+    page = write_index(out).read_text()
+    assert "data-filter='all' aria-pressed='true'>All (2)" in page
+    assert "data-filter='succeeded'" in page and ">Succeeded (1)" in page and ">Failed (1)" in page
+    assert page.count("<tr data-status='succeeded'") == 1 and page.count("<tr data-status='failed'") == 1
+    assert "<script>" in page and "row.hidden" in page and "<script src=" not in page

@@ -45,6 +45,13 @@ def test_notebooks_are_committed_without_outputs_and_with_one_parameters_cell(pa
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_show_remarks_as_callouts_not_print_lines(path):
+    """A print() line is monospace debug output on a stakeholder page: notebooks say it with report.callout."""
+    nb = nbformat.read(str(path), as_version=4)
+    assert not [c.source for c in nb.cells if c.cell_type == "code" and re.search(r"\bprint\(", c.source)]
+
+
 def test_every_report_is_scheduled():
     scheduled = {run.report for run in read_schedule(ROOT / "reports" / "schedule.yml")}
     assert set(list_reports()) == scheduled

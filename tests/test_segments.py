@@ -336,7 +336,10 @@ def test_repurchase_gaps_by_hand():
     assert summary.median_days == 10 and summary.q1_days == np.quantile([1, 10, 15], 0.25)
     assert summary.q3_days == np.quantile([1, 10, 15], 0.75) and summary.contact_day == 7
     assert summary.window_end_day == 20 and summary.gaps == 3 and summary.customers == 2
-    assert lc.gap_summary(lc.repurchase_gap_counts(orders, D), min_cell_size=1).contact_day.item() == 1  # 10 − 14
+    # a lead time of 14 days is capped at half the median gap: 10 − min(14, 5) = 5, not day 1
+    assert lc.gap_summary(lc.repurchase_gap_counts(orders, D), min_cell_size=1).contact_day.item() == 5
+    assert lc.gap_summary(lc.repurchase_gap_counts(orders, D), lead_time_days=0,
+                          min_cell_size=1).contact_day.item() == 10
 
 
 def test_weighted_quantile_equals_numpy_on_expanded_rows():
@@ -495,3 +498,13 @@ def test_report_readout_on_the_tiny_sample(tiny_sample):
     text = " ".join(lc.summary_points(readout))
     assert not any(cid in text for cid in customers.customer_id)
     assert set(readout.contacts.columns) >= {"customer_id", "segment", "days_since_last_order"}
+
+
+def test_contact_advice_groups_segments_by_their_contact_day():
+    from pco_lib.lifecycle.readout import _contact_advice
+
+    gaps = pd.DataFrame({"segment": ["email", "organic", "social"], "median_days": [14.0, 13.0, 21.0],
+                         "contact_day": [7.0, 7.0, 10.0]})
+    assert _contact_advice(gaps) == ("**day 7** after the last order for email and organic (they usually buy again "
+                                     "after 13–14 days); **day 10** for social (21 days)")
+    assert lc.measure_label("revenue_30d") == "revenue in the first 30 days"

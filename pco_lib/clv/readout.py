@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from ..data.currencies import money
 from ..data.source import MISSING
 from ..stats.models.base import DAYS_PER_MONTH, DAYS_PER_YEAR, ClvError
 from ..stats.models.bgnbd import BGNBD
@@ -45,6 +47,9 @@ class ClvReadout:
     zero_revenue_orders: int = 0  # orders with revenue 0 (kept as purchases, left out of spend)
     zero_spend_customers: int = 0  # repeat customers whose repeat purchases are all $0: not in the spend model
     customers_without_orders: int = 0  # in the customers table, never ordered: not in the purchase model
+    # the model asked the simple formula's question: mean expected revenue per customer over its years as a
+    # customer, undiscounted (E[purchases over those years] × E[spend]); puts the two figures side by side
+    model_over_simple_years: float = float("nan")
 
 
 def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: str = "week",
@@ -123,6 +128,10 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     simple_frame = per.merge(profile, on="customer_id", how="left") if profile is not None else per
     simple_frame.attrs = per.attrs
     simple = simple_clv(simple_frame, fitted, by=segment or None, min_cell_size=min_cell_size)
+    years = float(simple.table.years_as_customer.iloc[0])
+    purchases = fitted.expected_purchases(years * DAYS_PER_YEAR / unit, values.frequency.to_numpy(),
+                                          values.recency.to_numpy(), values["T"].to_numpy())
+    same_question = float(np.mean(np.asarray(purchases, dtype="float64") * values.expected_spend.to_numpy()))
     contractual = None
     if source.has("subscriptions"):
         subs = source.table("subscriptions").to_pandas()
@@ -131,7 +140,8 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
             notes.append("no plan has enough subscriptions observed for 12 periods to fit the contractual model")
             contractual = None
     return ClvReadout(fitted, gg, values, validation, segments, simple, contractual, model, horizon_days, time_unit,
-                      discount_rate, segment or None, f"{as_of:%Y-%m-%d}", tuple(notes), **coverage)
+                      discount_rate, segment or None, f"{as_of:%Y-%m-%d}", tuple(notes), **coverage,
+                      model_over_simple_years=same_question)
 
 
 def data_coverage(readout: ClvReadout) -> str:
@@ -198,16 +208,33 @@ def validation_period(readout: ClvReadout) -> str:
             f"the calibration end, to {val.holdout_end}.")
 
 
+def _simple_vs_model(readout: ClvReadout) -> str:
+    """Why the back-of-the-envelope figure and the model's differ: another question (a whole lifetime from
+    the first order, undiscounted, at today's buying rate) — and the model's answer to that same question."""
+    s = readout.simple.table.iloc[0]
+    mean = readout.values.clv.mean()
+    ratio = s.value / mean if mean > 0 else float("nan")
+    times = f"{ratio:.1f}× the model's {money(mean)} " if np.isfinite(ratio) and ratio >= 1.5 else ""
+    text = (f"It is {times}because it asks another question: a whole expected lifetime of "
+            f"{s.years_as_customer:.1f} years from the first order, undiscounted, at the average customer's "
+            f"buying rate so far; the model values each customer from today, over {readout.horizon_days} days, "
+            "discounted, knowing who has probably stopped buying.")
+    if np.isfinite(readout.model_over_simple_years):
+        text += (f" Asked the formula's question (the next {s.years_as_customer:.1f} years, undiscounted), the "
+                 f"model expects {money(readout.model_over_simple_years)} per customer.")
+    return text
+
+
 def summary_points(readout: ClvReadout) -> list[str]:
     """Plain-language bullet points for the top of the CLV report."""
     v = readout.values
     years = readout.horizon_days / DAYS_PER_YEAR
     horizon = ("year" if round(years) == 1 else f"{years:.0f} years") if abs(years - round(years)) < 0.05 \
         else f"{readout.horizon_days} days"
-    points = [f"An average customer is worth **{v.clv.mean():,.2f}** in revenue over the next {horizon} "
+    points = [f"An average customer is worth **{money(v.clv.mean(), ',.2f')}** in revenue over the next {horizon} "
               f"(discounted at {readout.discount_rate:.0%} a year): {v.expected_purchases.mean():.2f} expected "
-              f"purchases at {v.expected_spend.mean():,.2f} each. All {len(v):,} customers together: "
-              f"{v.clv.sum():,.0f}."]
+              f"purchases at {money(v.expected_spend.mean(), ',.2f')} each. All {len(v):,} customers together: "
+              f"{money(v.clv.sum())}."]
     seg = readout.segments
     points.append(f"Value is concentrated: the top {seg.top_share:.0%} of customers hold "
                   f"**{seg.top_value_share:.0%}** of the expected value; {(v.p_alive < 0.5).mean():.0%} of "
@@ -228,13 +255,12 @@ def summary_points(readout: ClvReadout) -> list[str]:
                       f"({val.relative_error:+.0%}, a {quality} fit; mean error per customer "
                       f"{val.mae:.2f} purchases).")
     s = readout.simple.table.iloc[0]
-    points.append(f"Back of the envelope: {s.aov:,.2f} per order × {s.orders_per_year:.2f} orders a year × "
-                  f"{s.years_as_customer:.1f} years ≈ {s.value:,.0f} per customer (a benchmark: it ignores "
-                  "discounting and counts attrition twice).")
+    points.append(f"Back of the envelope: {money(s.aov, ',.2f')} per order × {s.orders_per_year:.2f} orders a year × "
+                  f"{s.years_as_customer:.1f} years ≈ {money(s.value)} per customer. {_simple_vs_model(readout)}")
     if readout.contractual is not None:
         best = readout.contractual.sort_values("value", ascending=False).iloc[0]
-        points.append(f"Subscriptions: a new **{best.plan}** subscriber is worth about {best.value:,.0f} "
-                      f"({best.payments:.1f} discounted payments of {best.monthly_revenue:,.0f}); "
+        points.append(f"Subscriptions: a new **{best.plan}** subscriber is worth about {money(best.value)} "
+                      f"({best.payments:.1f} discounted payments of {money(best.monthly_revenue)}); "
                       f"{best.projected_24:.0%} are projected to still subscribe after two years.")
     points += [f"Note: {n}" for n in readout.notes]
     return points
@@ -245,7 +271,8 @@ def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
     {model: {name: value}}, ``log_likelihood`` {model: value}, ``time_unit_days``; with a holdout, ``holdout``
     ``data`` {zero_revenue_orders, zero_spend_customers (repeat customers whose repeat purchases are all $0,
     left out of the spend model), customers_without_orders, spend_model_customers, purchase_model_customers},
-    ``notes`` (list of sentences); with a holdout, ``holdout``
+    ``notes`` (list of sentences), ``simple`` {value, years_as_customer, model_same_question (the model's mean
+    undiscounted revenue per customer over those years)}; with a holdout, ``holdout``
     {mae, relative_error, actual, predicted, brier_purchase} and ``validation`` {calibration_start,
     calibration_end, holdout_end, holdout_days (the length used: holdout_end − calibration_end),
     calibration_fit {customers, parameters {model: {name: value}}, standard_errors {model: {name: value}},
@@ -253,8 +280,8 @@ def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
     model under its name and gamma_gamma, in the fitted time unit; with subscriptions, ``contractual``
     {plan: {value, payments, alpha, beta}}."""
     v = readout.values
-    cards = [("mean_clv", float(v.clv.mean()), f"Mean CLV, {readout.horizon_days} days", ",.2f"),
-             ("total_clv", float(v.clv.sum()), "Total CLV", ",.0f"),
+    cards = [("mean_clv", float(v.clv.mean()), f"Mean CLV, {readout.horizon_days} days", "$,.2f"),
+             ("total_clv", float(v.clv.sum()), "Total CLV", "$,.0f"),
              ("top20_share", readout.segments.top_value_share, "Value held by the top 20%", ".0%")]
     hidden = {
         "parameters": {readout.model_name: {k: float(x) for k, x in readout.model.params_.items()},
@@ -268,6 +295,9 @@ def headlines(readout: ClvReadout) -> tuple[list[tuple], dict]:
         "data.spend_model_customers": int(readout.gamma_gamma.n_),
         "data.purchase_model_customers": len(readout.values),
         "notes": list(readout.notes),
+        "simple.value": float(readout.simple.table.value.iloc[0]),
+        "simple.years_as_customer": float(readout.simple.table.years_as_customer.iloc[0]),
+        "simple.model_same_question": readout.model_over_simple_years,
     }
     val = readout.validation
     if val is not None:

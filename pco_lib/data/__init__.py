@@ -1,6 +1,7 @@
 """The data layer: the canonical tables (:mod:`.model`), reading them through Ibis (:mod:`.source`), the
 engine summaries several reports share (:mod:`.summaries`), validation (:mod:`.checks`), the synthetic sample
-business (:mod:`.sample`) and the privacy rules (:mod:`.privacy`).
+business (:mod:`.sample`), the privacy rules (:mod:`.privacy`) and the currency money is written in
+(:mod:`.currencies`).
 
 ``from pco_lib import data; source = data.connect("data/sample")`` is the way in (``data.connect("mapping.yml")``
 reads a raw export through a mapping file, :mod:`.mapping`); ``checks``, ``sample`` and ``privacy`` are imported
@@ -20,6 +21,7 @@ from .model import (  # noqa: F401
     Column,
     Table,
 )
+from .currencies import currency, money, money_label, set_currency  # noqa: F401
 from .source import (  # noqa: F401
     CONNECTION_PREFIX,
     MISSING,

@@ -26,6 +26,7 @@ from .rfm import (  # noqa: F401
     RFM_SEGMENTS,
     SegmentProfile,
     early_behaviour_expr,
+    measure_label,
     profile_top_segment,
     rfm_expr,
     rfm_grid,

@@ -17,6 +17,7 @@ as in that map, does not enter the segment name.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -119,6 +120,12 @@ def rfm_grid(orders, as_of) -> pd.DataFrame:
     got = e.group_by(["r_score", "f_score"]).aggregate(customers=e.count()).to_pandas()
     grid = got.pivot(index="r_score", columns="f_score", values="customers")
     return grid.reindex(index=[5, 4, 3, 2, 1], columns=[1, 2, 3, 4, 5]).fillna(0).astype("int64")
+
+
+def measure_label(measure: str) -> str:
+    """An early-behaviour measure in words: "orders_30d" → "orders in the first 30 days"."""
+    found = re.match(r"^([a-z]+)_(\d+)d$", measure)
+    return f"{found.group(1)} in the first {found.group(2)} days" if found else measure.replace("_", " ")
 
 
 def early_behaviour_expr(customers, orders, *, events=None, days: int = 30,

@@ -2,7 +2,8 @@
 
 **Re-engagement timing**: gaps between consecutive purchase days (a lag over each customer's purchase
 days in the engine) per segment, their median and quartiles; recommended contact day = median gap − a
-lead time (14 days), at least 1; customers inside their contact window now: days since their last order
+lead time (14 days, but never more than half the median gap: a customer who buys every 12 days is reminded
+on day 6, not on day 1), at least 1; customers inside their contact window now: days since their last order
 between the contact day and ``window_multiple`` (2) × the median gap, inclusive.
 
 **Lead conversion**: leads → customers by source with Wilson intervals, and time to convert by
@@ -99,7 +100,7 @@ def gap_summary(counts: pd.DataFrame, lead_time_days: int = 14, window_multiple:
                 min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> pd.DataFrame:
     """Per segment of :func:`repurchase_gap_counts`: customers, gaps, median_days, q1_days, q3_days,
     mean_days (quantiles as numpy's default on the expanded gaps), contact_day = max(1, ⌊median −
-    lead_time_days⌋), window_end_day = window_multiple × median, suppressed (fewer than ``min_cell_size``
+    min(lead_time_days, median / 2)⌋), window_end_day = window_multiple × median, suppressed (fewer than ``min_cell_size``
     customers: every number blanked)."""
     if lead_time_days < 0:
         raise SegmentError("lead_time_days must be ≥ 0")
@@ -112,7 +113,7 @@ def gap_summary(counts: pd.DataFrame, lead_time_days: int = 14, window_multiple:
         rows.append({"segment": seg, "customers": int(part["customers"].iloc[0]), "gaps": int(w.sum()),
                      "median_days": median, "q1_days": weighted_quantile(v, w, 0.25),
                      "q3_days": weighted_quantile(v, w, 0.75), "mean_days": float((v * w).sum() / w.sum()),
-                     "contact_day": float(max(1, math.floor(median - lead_time_days))),
+                     "contact_day": float(max(1, math.floor(median - min(lead_time_days, median / 2)))),
                      "window_end_day": window_multiple * median})
     out = pd.DataFrame(rows, columns=["segment", "customers", "gaps", "median_days", "q1_days", "q3_days",
                                       "mean_days", "contact_day", "window_end_day"])

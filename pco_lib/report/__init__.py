@@ -18,6 +18,7 @@ from .notebook import (  # noqa: F401
     RESULT_DIGITS,
     RESULT_MIME,
     collect_results,
+    callout,
     details,
     note,
     record,

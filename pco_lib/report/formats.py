@@ -1,12 +1,14 @@
 """One formatting layer for the tables and cards of a stakeholder page: human column labels (no snake_case
-on the page), p-values as people read them ("< 0.001", never 1.02e-08), "–" for a missing value.
+on the page), p-values as people read them ("< 0.001", never 1.02e-08), counts as integers, money in the
+report's currency, "–" for a missing value.
 
 ``styled(frame, formats)`` is the one call a notebook makes for a table::
 
     styled(readout.effects[columns], {"control_mean": "{:,.3f}", "relative": "{:+.1%}"})
 
-Formats are keyed by the column names in the code; the page shows :data:`LABELS`. Columns whose name ends in
-``p_value`` or ``p_value_adjusted`` get :func:`p_value` unless a format is given.
+Formats are keyed by the column names in the code; the page shows :data:`LABELS`. A format starting with "$" is
+money in the report's currency (``"$,.2f"`` → "€12.50", :func:`pco_lib.data.currencies.money`). Columns whose name
+ends in ``p_value`` or ``p_value_adjusted`` get :func:`p_value` unless a format is given.
 """
 
 from __future__ import annotations
@@ -38,8 +40,15 @@ LABELS = {
 
 
 def label(column: str) -> str:
-    """The page's name for a column: :data:`LABELS`, else the name with spaces, first letter capital."""
-    return LABELS.get(column, column.replace("_", " ")[:1].upper() + column.replace("_", " ")[1:])
+    """The page's name for a column: :data:`LABELS`, else the name in words, first letter capital
+    ("orders_per_year" → "Orders per year", "converted_by_30d_ci_low" → "Converted by 30 days, low")."""
+    if column in LABELS:
+        return LABELS[column]
+    for end, bound in (("_ci_low", "low"), ("_ci_high", "high")):
+        if column.endswith(end) and len(column) > len(end):
+            return f"{label(column[:-len(end)])}, {bound}"
+    words = re.sub(r"(?<=_)(\d+)d(?=_|$)", r"\1 days", column).replace("_", " ")
+    return words[:1].upper() + words[1:]
 
 
 def p_value(value: Any) -> str:
@@ -53,14 +62,49 @@ def _is_p_value(column: str) -> bool:
     return column.endswith(("p_value", "p_value_adjusted"))
 
 
+def _money_format(spec: str):
+    from pco_lib.data.currencies import money
+
+    return lambda v: html.escape(money(v, spec[1:] or ",.0f"))
+
+
+def number(value: Any) -> str:
+    """A number without a format of its own: whole numbers with thousands separators, from 100 on no
+    decimals, below that three significant digits ("2,339", "2,655", "24.7", "0.72")."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value == round(value) or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _default_format(column: str, values) -> Any:
+    """The format of a column the notebook gave none: p-values, shares as percent, whole-number columns as
+    integers (counts stored as floats), other numbers by :func:`number`; text as it is."""
+    if _is_p_value(column):
+        return lambda v: html.escape(p_value(v))  # escape= leaves a function's text alone
+    if values.dtype == bool or not (values.dtype.kind in "iuf"):
+        return None
+    if "share" in column or column.endswith("_rate"):
+        return "{:.1%}"
+    known = values.dropna()
+    if values.dtype.kind in "iu" or (len(known) and (known == known.round()).all()):
+        return "{:,.0f}"
+    return number
+
+
 def styled(frame, formats: dict[str, Any] | None = None, na_rep: str = "–", styles: dict | None = None):
-    """``frame`` as a pandas Styler with human labels, the given formats (by code column name), p-values by
-    :func:`p_value`, ``styles`` (column → function giving a cell's CSS) and no index."""
-    formats = dict(formats or {})
+    """``frame`` as a pandas Styler with human labels, the given formats (by code column name), the others
+    by :func:`_default_format`, ``styles`` (column → function giving a cell's CSS) and no index."""
+    formats = {c: _money_format(f) if isinstance(f, str) and f.startswith("$") else f
+               for c, f in (formats or {}).items()}
     for column in frame.columns:
-        if _is_p_value(column):
-            formats.setdefault(column, lambda v: html.escape(p_value(v)))  # escape= leaves a function's text
-    shown = frame.rename(columns=label)
+        if column not in formats and isinstance(column, str):
+            default = _default_format(column, frame[column])
+            if default is not None:
+                formats[column] = default
+    # "suppressed" keeps its name: humanize_tables drops the column and puts its footnote under the table
+    shown = frame.rename(columns=lambda c: label(c) if isinstance(c, str) and c != "suppressed" else c)
     style = shown.style.format({label(c): f for c, f in formats.items() if c in frame.columns}, na_rep=na_rep,
                                escape="html")  # a segment named <b> in the data is text
     for column, css in (styles or {}).items():

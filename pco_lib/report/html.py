@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .formats import humanize_tables
+from .notebook import RESULT_MIME
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -175,6 +176,20 @@ def _css_blocks_text(css: str) -> str:
     return "".join(body for pre, body in _css_blocks(css) if pre != ":root")
 
 
+def _drop_empty_outputs(nb) -> None:
+    """Leave out the outputs that show nothing (a value recorded for results.json only, ``record(...,
+    show=False)``, is an empty text output): each would be an empty box in the page."""
+    def shows_something(out) -> bool:
+        if out.get("output_type") not in ("display_data", "execute_result"):
+            return True
+        shown = [v for k, v in out.get("data", {}).items() if k != RESULT_MIME]
+        return any(("".join(v) if isinstance(v, list) else str(v)).strip() for v in shown)
+
+    for cell in nb.cells:
+        if cell.get("outputs"):
+            cell.outputs = [out for out in cell.outputs if shows_something(out)]
+
+
 def _cut_at_the_error(nb) -> None:
     """A failed run's page: what the notebook showed before the failing cell, without the traceback (the
     header says the error in one sentence; the executed notebook, linked, has the traceback) and without the
@@ -201,6 +216,7 @@ def export_html(notebook_path: Path, html_path: Path, manifest: dict | None = No
     m = manifest or {}
     if m.get("status") == "failed":
         _cut_at_the_error(nb)
+    _drop_empty_outputs(nb)
     title, toc = _contents(nb)
     versions = m.get("versions", {})
     page = {

@@ -64,8 +64,35 @@ th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #d0d7de;font-size
 th{background:#f6f8fa}.succeeded{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
 .skipped{color:#9a6700;font-weight:600}.changed{color:#9a3412;font-weight:600}
 .muted{color:#57606a;font-size:.9em}.scroll{overflow-x:auto}
+.filters{margin:.6em 0}.filters button{font:inherit;font-size:.9em;margin:0 6px 6px 0;padding:3px 10px;
+border:1px solid #d0d7de;border-radius:14px;background:#fff;color:#1f2328;cursor:pointer}
+.filters button[aria-pressed=true]{background:#0969da;border-color:#0969da;color:#fff}
 @media (max-width:600px){body{margin:1em .6em}th,td{padding:4px 6px}}
 """
+# Without script every row shows; with it, the buttons keep the rows of one status (or those that changed).
+_FILTER_JS = """
+document.querySelectorAll('.filters button').forEach(function (button) {
+  button.addEventListener('click', function () {
+    var f = button.dataset.filter;
+    document.querySelectorAll('tr[data-status]').forEach(function (row) {
+      row.hidden = !(f === 'all' || row.dataset.status === f || (f === 'changed' && row.dataset.changed));
+    });
+    document.querySelectorAll('.filters button').forEach(function (b) {
+      b.setAttribute('aria-pressed', String(b === button));
+    });
+  });
+});
+"""
+
+
+def _filters(statuses: list[str], changed: int) -> str:
+    """The status filter buttons above the table of runs, each with its count."""
+    counts = [("all", "All", len(statuses))] + [(s, s.capitalize(), statuses.count(s))
+                                                for s in ("succeeded", "failed", "skipped") if s in statuses]
+    counts += [("changed", "Changed", changed)] if changed else []
+    return ("<div class='filters' role='group' aria-label='Show runs by status'>" + "".join(
+        f"<button type='button' data-filter='{key}' aria-pressed='{str(key == 'all').lower()}'>{text} "
+        f"({n})</button>" for key, text, n in counts) + "</div>")
 
 
 def write_index(out_dir: str | Path) -> Path:
@@ -82,10 +109,14 @@ def write_index(out_dir: str | Path) -> Path:
         f"<style>{_INDEX_CSS}</style></head><body><h1>pco reports</h1>",
         f"<p class='muted'>Updated {esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))}"
         f" · {len(runs)} run{'s' if len(runs) != 1 else ''}</p>",
-        "<div class='scroll'><table><tr><th>Run</th><th>Report</th><th>Latest run</th><th>Status</th>"
-        "<th>Latest good report</th><th>Headline</th><th>Changed since the previous good run</th></tr>",
     ]
     changes = {c["run"]: c for c in run_changes(out_dir, runs)}
+    skipped = read_skipped(out_dir)
+    new_skipped = [s for s in skipped if s.get("name") not in by_name]
+    statuses = [named[0]["status"] for named in by_name.values()] + ["skipped"] * len(new_skipped)
+    parts.append(_filters(statuses, sum(1 for c in changes.values() if c.get("changes"))))
+    parts.append("<div class='scroll'><table><tr><th>Run</th><th>Report</th><th>Latest run</th><th>Status</th>"
+                 "<th>Latest good report</th><th>Headline</th><th>Changed since the previous good run</th></tr>")
     for name, named_runs in sorted(by_name.items()):
         latest = named_runs[0]
         good = next((r for r in named_runs if r["status"] == "succeeded"), None)
@@ -98,18 +129,18 @@ def write_index(out_dir: str | Path) -> Path:
                    if c.get("changes") else
                    "<span class='muted'>nothing beyond its interval</span>" if c.get("previous_run_id") else
                    "<span class='muted'>no earlier good run</span>")
+        flag = " data-changed='1'" if c.get("changes") else ""
         parts.append(
-            f"<tr><td><a href='#{esc(name)}'>{esc(name)}</a></td><td>{esc(_run_label(latest))}</td>"
+            f"<tr data-status='{esc(latest['status'])}'{flag}><td><a href='#{esc(name)}'>{esc(name)}</a></td>"
+            f"<td>{esc(_run_label(latest))}</td>"
             f"<td>{esc(_when(latest['started_at']))}</td>"
             f"<td class='{esc(latest['status'])}'>{esc(latest['status'])}</td><td>{good_link}</td>"
             f"<td>{headline}</td><td>{changed if good else ''}</td></tr>"
         )
-    skipped = read_skipped(out_dir)
-    for s in skipped:
-        if s.get("name") not in by_name:
-            parts.append(f"<tr><td>{esc(s.get('name', ''))}</td><td>{esc(s.get('report', ''))}</td>"
-                         f"<td>{esc(_when(s.get('at', '')))}</td><td class='skipped'>skipped</td>"
-                         "<td><span class='muted'>none yet</span></td><td></td><td></td></tr>")
+    for s in new_skipped:
+        parts.append(f"<tr data-status='skipped'><td>{esc(s.get('name', ''))}</td><td>{esc(s.get('report', ''))}</td>"
+                     f"<td>{esc(_when(s.get('at', '')))}</td><td class='skipped'>skipped</td>"
+                     "<td><span class='muted'>none yet</span></td><td></td><td></td></tr>")
     parts.append("</table></div>")
     if skipped:
         parts.append("<h2 id='skipped'>Skipped on the last scheduled run</h2><p class='muted'>The data lacks a "
@@ -132,7 +163,7 @@ def write_index(out_dir: str | Path) -> Path:
                 f"<td>{files}</td><td class='muted'>{esc(r.get('error') or '')}</td></tr>"
             )
         parts.append("</table></div>")
-    parts.append("</body></html>\n")
+    parts.append(f"<script>{_FILTER_JS}</script></body></html>\n")
     out_dir.mkdir(parents=True, exist_ok=True)
     index = out_dir / "index.html"
     tmp = out_dir / f".index.html.{secrets.token_hex(4)}.tmp"

@@ -1,6 +1,6 @@
 """What a report notebook calls to show its results: :func:`record` and :func:`record_headlines` show a
 headline number and mark it for results.json, :func:`summary_box` shows the plain-language summary,
-:func:`note` says what was left out.
+:func:`note` says what was left out, :func:`callout` makes a remark beside a chart or table.
 
 The runner collects the marks from the executed notebook (:func:`collect_results`; no side channel, so it
 works the same in JupyterLab). Numbers are rounded to ``RESULT_DIGITS`` significant digits, so the same data
@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import json
 import math
+import re
 from typing import Any
 
 RESULT_MIME = "application/vnd.pco.result+json"
@@ -42,6 +43,7 @@ def _jsonable(value: Any) -> Any:
 
 
 P_VALUE = "p"  # the format of a p-value on a card: "< 0.001" below that, else three decimals
+MONEY = "$"  # a format starting with it is money in the report's currency: "$,.0f" → "€1,234" (data.currencies)
 
 
 def _format(value: Any, fmt: str | None) -> str:
@@ -51,6 +53,10 @@ def _format(value: Any, fmt: str | None) -> str:
         from .formats import p_value
 
         return p_value(value)
+    if fmt and fmt.startswith(MONEY):
+        from pco_lib.data.currencies import money
+
+        return money(value, fmt[len(MONEY):] or ",.0f")
     if fmt:
         return format(value, fmt)
     if isinstance(value, bool):
@@ -160,6 +166,15 @@ def verdict_banner(tone: str, title: str, text: str = "") -> None:
         f'padding:10px 16px;margin:8px 0">'
         f'{svg}<div><div style="font-size:1.25em;font-weight:700;color:{colour}">{html.escape(title)}</div>'
         f'<div style="margin-top:2px">{html.escape(text)}</div></div></div>'))
+
+
+def callout(text: str) -> None:
+    """A short remark on the page beside a chart or table ("Holdout AUC 0.71 on 5,183 customers"), in the
+    page's style instead of a monospace ``print`` line; ``**bold**`` is allowed."""
+    from IPython.display import HTML, display
+
+    body = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+    display(HTML(f"<p class='pco-callout'>{body}</p>"))
 
 
 def note(text: str) -> None:

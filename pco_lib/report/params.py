@@ -53,6 +53,7 @@ class Rule:
     - ``{x > 0}``, ``{x ≥ 1}``, ``{0 < x < 0.5}``: a number within bounds (≤ and ≥, not <= and >=:
       Papermill cannot read a parameter line with a second "=");
     - ``{date}``: an ISO date (YYYY-MM-DD); ``{file}``: a plain file name inside the run folder;
+      ``{currency}``: an ISO 4217 code such as EUR;
     - ``{customers column}``, ``{customers/subscriptions column}``: a column of one of those tables (checked
       against the data, see :mod:`.needs`);
     - ``""``: the empty string ("none").
@@ -64,7 +65,7 @@ class Rule:
     low_inclusive: bool = False
     high: float | None = None
     high_inclusive: bool = False
-    kind: str | None = None  # "date", "file" or "column"
+    kind: str | None = None  # "date", "file", "currency" or "column"
     tables: tuple[str, ...] = ()  # of a "column" rule
     empty: bool = False
 
@@ -79,7 +80,7 @@ class Rule:
             bound = _BOUND.match(alt)
             if alt in ('""', "''"):
                 fields["empty"] = True
-            elif alt in ("date", "file"):
+            elif alt in ("date", "file", "currency"):
                 fields["kind"] = alt
             elif alt.endswith(" column"):
                 fields["kind"], fields["tables"] = "column", tuple(alt[:-len(" column")].split("/"))
@@ -118,6 +119,13 @@ class Rule:
             except ValueError:
                 raise ParameterError(f"parameter {name!r} must be a date written YYYY-MM-DD"
                                      + (' or ""' if self.empty else "") + f", not {value!r}") from None
+        if self.kind == "currency":
+            from pco_lib.data.currencies import CurrencyError, check_code
+
+            try:
+                check_code(value)
+            except CurrencyError as exc:
+                raise ParameterError(f"parameter {name!r}: {exc}") from None
         if self.kind == "file":
             text = str(value)
             if ("/" in text or "\\" in text or text in (".", "..") or text.startswith("~")

@@ -8,7 +8,28 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from pco_lib.data.currencies import money as _money
+
 PALETTE = ["#0969da", "#e16f24", "#1a7f37", "#8250df", "#cf222e", "#57606a", "#bf8700", "#1b7c83"]
+# Categories with a meaning keep their colour in every chart: the baseline grey, the NPS categories as traffic lights.
+FIXED_COLORS = {"control": "#57606a", "all": "#24292f", "promoter": "#1a7f37", "passive": "#afb8c1",
+                "detractor": "#cf222e"}
+_CATEGORY_PALETTE = ["#0969da", "#e16f24", "#8250df", "#1b7c83", "#bf8700", "#bc4c00", "#6639ba", "#0550ae",
+                     "#953800", "#116329"]  # for the others, in order of first appearance (no green/red/grey)
+_assigned: dict[str, str] = {}
+
+
+def category_color(name) -> str:
+    """The colour of a category (segment, arm, plan, NPS category) — the same in every chart of a report:
+    :data:`FIXED_COLORS` for the categories with a meaning ("promoters" and "promoter" alike), otherwise the
+    next colour of the palette the first time a name is drawn."""
+    key = str(name).strip().lower()
+    for fixed in (key, key.removesuffix("s")):
+        if fixed in FIXED_COLORS:
+            return FIXED_COLORS[fixed]
+    if key not in _assigned:
+        _assigned[key] = _CATEGORY_PALETTE[len(_assigned) % len(_CATEGORY_PALETTE)]
+    return _assigned[key]
 
 
 def use_style() -> None:
@@ -33,6 +54,9 @@ def use_style() -> None:
 
 PNG_SCALE = 1.5  # pixels per CSS pixel: sharp text on phones and high-density screens
 PNG_COLORS = 256  # a chart has few colours: quantized, a PNG is 3-4x smaller and looks the same
+# A heatmap is hundreds of numbers, each costing bytes at every pixel of scale: the sample's 24 × 13 cohort
+# heatmap is 104 kB of base64 at 1.5×, 82 kB at 1.25× (three of them kept the cohort page over 500 kB).
+HEATMAP_PNG_SCALE = 1.25
 
 
 def _png_with_description(fig) -> tuple[str, dict]:
@@ -46,11 +70,12 @@ def _png_with_description(fig) -> tuple[str, dict]:
     from PIL import Image
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi * PNG_SCALE, bbox_inches="tight", facecolor="white")
+    scale = getattr(fig, "pco_png_scale", PNG_SCALE)
+    fig.savefig(buffer, format="png", dpi=fig.dpi * scale, bbox_inches="tight", facecolor="white")
     image = Image.open(buffer).convert("RGB")
     small = io.BytesIO()
     image.quantize(colors=PNG_COLORS, method=Image.Quantize.FASTOCTREE).save(small, "PNG", optimize=True)
-    width, height = (round(v / PNG_SCALE) for v in image.size)
+    width, height = (round(v / scale) for v in image.size)
     return base64.b64encode(small.getvalue()).decode("ascii"), {"alt": describe(fig), "width": width,
                                                                  "height": height}
 
@@ -75,14 +100,20 @@ def describe(fig) -> str:
     return ". ".join(s.rstrip(".") for s in sentences) + "." if sentences else "Chart."
 
 
+def money_axis(axis) -> None:
+    """Tick labels of ``axis`` as money in the report's currency ("$1,200", "1,200 CHF")."""
+    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: _money(v, ",.0f" if v == round(v) else ",.2f")))
+
+
 def monthly_lines(frame: pd.DataFrame, y: str, hue: str | None = None, title: str = "",
                   ylabel: str = "", money: bool = False):
     """Lines over ``month``, one per ``hue`` value."""
     fig, ax = plt.subplots()
-    sns.lineplot(data=frame, x="month", y=y, hue=hue, marker="o", markersize=4, ax=ax)
+    palette = {v: category_color(v) for v in frame[hue].unique()} if hue else None
+    sns.lineplot(data=frame, x="month", y=y, hue=hue, palette=palette, marker="o", markersize=4, ax=ax)
     ax.set(title=title, xlabel="", ylabel=ylabel)
     if money:
-        ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
+        money_axis(ax.yaxis)
     if hue:
         ax.legend(title=None, ncols=min(6, frame[hue].nunique()), loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.autofmt_xdate()
@@ -123,27 +154,34 @@ def retention_heatmap(matrix: pd.DataFrame, sizes: pd.Series, period: str, title
         title = f"{title} (the {HEATMAP_ROWS} most recent of {len(matrix)} cohorts)".lstrip()
         matrix = matrix.iloc[-HEATMAP_ROWS:]
     labels = [f"{_cohort_label(c, period)}  (n={sizes.get(c, 0):,})" for c in matrix.index]
-    fig, ax = plt.subplots(figsize=(min(2 + 0.7 * matrix.shape[1], 14), 1.2 + 0.32 * len(matrix)))
-    sns.heatmap(matrix.set_axis(labels), annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax,
+    # cells just wide enough for "100%" and high enough for a line of 8 pt
+    fig, ax = plt.subplots(figsize=(min(2.2 + 0.55 * matrix.shape[1], 11), 1.2 + 0.27 * len(matrix)))
+    later = matrix.iloc[:, 1:] if matrix.shape[1] > 1 else matrix  # age 0 is 100% by definition: it would
+    vmax = float(np.nanmax(later.to_numpy())) if later.notna().any().any() else None  # pale everything else
+    sns.heatmap(matrix.set_axis(labels), annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax, vmax=vmax,
                 annot_kws={"size": 8}, linewidths=0.5, linecolor="white")
     ax.set(title=title, xlabel=f"{period}s since conversion", ylabel="")
+    ax.grid(False)  # the style's grid would show through the cells not yet elapsed
+    fig.pco_png_scale = HEATMAP_PNG_SCALE
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     return fig
 
 
 def cohort_curves(matrix: pd.DataFrame, period: str, title: str = "", ylabel: str = "", percent: bool = True,
-                  last: int = 8, legend: str = "cohort"):
+                  last: int = 8, legend: str = "cohort", money: bool = False):
     """One line per row of ``matrix`` over age: the ``last`` most recent cohorts, or segments."""
     fig, ax = plt.subplots()
     shown = matrix.dropna(how="all").tail(last)
-    colors = (sns.color_palette("Blues", len(shown) + 2)[2:] if legend == "cohort"
-              else PALETTE[: len(shown)])
+    colors = (PALETTE * 4 if legend == "cohort"  # cohorts are told apart, not ranked: distinct colours
+              else [category_color(name) for name in shown.index])
     for color, (cohort, row) in zip(colors, shown.iterrows()):
         ax.plot(row.index, row.values, marker="o", markersize=3, color=color, label=_cohort_label(cohort, period))
     ax.set(title=title, xlabel=f"{period}s since conversion", ylabel=ylabel)
     if percent:
         ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
+    if money:
+        money_axis(ax.yaxis)
     ax.legend(title=legend, loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
     fig.tight_layout()
     return fig
@@ -203,7 +241,8 @@ def cumulative_effect(frame: pd.DataFrame, label: str, percent: bool = False):
     """The cumulative effect by assignment week with the fixed-sample interval (dark band) and the
     always-valid interval (light band)."""
     fig, ax = plt.subplots()
-    for color, (variant, part) in zip(PALETTE, frame.groupby("variant")):
+    for variant, part in frame.groupby("variant"):
+        color = category_color(variant)
         ax.fill_between(part.week, part.seq_ci_low, part.seq_ci_high, color=color, alpha=0.12,
                         label="always-valid interval")
         ax.fill_between(part.week, part.ci_low, part.ci_high, color=color, alpha=0.25, label="95% interval")
@@ -213,26 +252,39 @@ def cumulative_effect(frame: pd.DataFrame, label: str, percent: bool = False):
     if len(settled):
         low, high = min(settled.seq_ci_low.min(), 0), max(settled.seq_ci_high.max(), 0)
         ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
-    if percent:
-        ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
-    ax.set(title=f"Cumulative effect on {label.lower()}", xlabel="customers assigned up to", ylabel="effect")
+    if percent:  # a difference of two shares is in percentage points
+        ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v * 100:+.0f} pts" if v else "0"))
+    ax.set(title=f"Cumulative effect on {label.lower()}", xlabel="customers assigned up to",
+           ylabel="difference from control" + (" (percentage points)" if percent else ""))
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
 
 
+def _last_change(curves: pd.DataFrame, horizon: int | None) -> float | None:
+    """Where a survival chart can end: 10% after the day the last curve reaches its final value (None: the
+    whole range, when that is near the end anyway)."""
+    final = curves.groupby("segment", sort=False).survival.transform("last")
+    settled = curves.days.where(curves.survival.eq(final)).groupby(curves.segment, sort=False).min().max()
+    end = max(float(settled) * 1.1, float(horizon or 0) * 1.05)
+    return end if 0 < end < 0.7 * float(curves.days.max()) else None
+
+
 def survival_curves(curves: pd.DataFrame, title: str = "Still active", xlabel: str = "days",
-                    horizon: int | None = None):
-    """Kaplan–Meier step curves with their bands, one per ``segment`` (from ``SurvivalCurves.curves()``)."""
+                    horizon: int | None = None, ylabel: str = "still active"):
+    """Kaplan–Meier step curves with their bands, one per ``segment`` (from ``SurvivalCurves.curves()``).
+    The axis ends soon after the last change of any curve: a flat tail shows nothing (leads, say, convert in
+    the first weeks or not at all)."""
     fig, ax = plt.subplots()
-    for color, (name, part) in zip(PALETTE * 4, curves.groupby("segment", sort=False)):
+    for name, part in curves.groupby("segment", sort=False):
+        color = category_color(name)
         ax.step(part.days, part.survival, where="post", color=color, label=str(name), linewidth=2)
         ax.fill_between(part.days, part.ci_low, part.ci_high, step="post", color=color, alpha=0.15, linewidth=0)
     if horizon:
         ax.axvline(horizon, color="#57606a", linestyle=":", linewidth=1)
     ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
-    ax.set(title=title, xlabel=xlabel, ylabel="still active", ylim=(0, 1.02), xlim=(0, None))
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), xlim=(0, _last_change(curves, horizon)))
     if curves.segment.nunique() > 1:
         ax.legend(loc="upper right")
     fig.tight_layout()
@@ -293,8 +345,9 @@ def category_mix(frame: pd.DataFrame, label: str = "segment", title: str = "Prom
     rows = frame.dropna(subset=["nps"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9, 1.0 + 0.5 * len(rows)))
     left = pd.Series(0.0, index=rows.index)
-    for share, color, name in [("promoter_share", PALETTE[2], "promoters"), ("passive_share", "#afb8c1", "passives"),
-                               ("detractor_share", PALETTE[4], "detractors")]:
+    for share, name in [("promoter_share", "promoters"), ("passive_share", "passives"),
+                        ("detractor_share", "detractors")]:
+        color = category_color(name)
         ax.barh(rows[label].astype(str), rows[share], left=left, color=color, label=name)
         left += rows[share]
     for i, r in rows.iterrows():
@@ -314,8 +367,8 @@ def value_histogram(values: pd.Series, title: str = "Customers by expected value
     bins = np.geomspace(max(positive.min(), 0.01), positive.max(), 40) if len(positive) else 10
     ax.hist(positive, bins=bins, color=PALETTE[0])
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
-    ax.axvline(values.mean(), color=PALETTE[1], linestyle="--", label=f"mean {values.mean():,.0f}")
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: _money(v) if v >= 1 else _money(v, "g")))
+    ax.axvline(values.mean(), color=PALETTE[1], linestyle="--", label=f"mean {_money(values.mean())}")
     ax.set(title=title, xlabel="expected value (log scale)", ylabel="customers")
     ax.legend()
     fig.tight_layout()
@@ -356,7 +409,8 @@ def retention_projection(contractual: pd.DataFrame, horizon: int = 36,
 
     fig, ax = plt.subplots()
     t = range(horizon + 1)
-    for color, r in zip(PALETTE, contractual.itertuples()):
+    for r in contractual.itertuples():
+        color = category_color(r.plan)
         ax.plot(range(len(r.curve)), r.curve, "o", color=color, markersize=4)
         fitted = [float(np.exp(special.betaln(r.alpha, r.beta + k) - special.betaln(r.alpha, r.beta))) for k in t]
         ax.plot(list(t), fitted, color=color, label=f"{r.plan} (sBG α={r.alpha:.2f}, β={r.beta:.2f})")

@@ -233,6 +233,13 @@ def run_report(
     values = resolve(schema, params, report=report)
     full = {p.name: p.default for p in schema} | values
 
+    if "currency" in full:  # "" means $PCO_CURRENCY, else USD: the manifest records the code the page shows
+        from ..data.currencies import ENV, CurrencyError, resolve as resolve_currency
+
+        try:
+            values["currency"] = full["currency"] = resolve_currency(full["currency"])
+        except CurrencyError as exc:
+            raise ParameterError(f"${ENV}: {exc}") from None
     out_dir = Path(out_dir).resolve()  # absolute: Papermill changes the working directory while it runs
     fingerprint = period = None
     plan = RunPlan()
