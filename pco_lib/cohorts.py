@@ -26,6 +26,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from .data.currencies import money
 from .data.source import MISSING, DataError
 from .data.summaries import DAY_SECONDS
 from .stats.inference import Difference, difference_in_means, difference_in_proportions
@@ -356,6 +357,23 @@ class ChangeReadout:
                                        "p_value": self.its.p_value, "test": "segmented WLS, HC1"}]))
         return pd.concat(rows, ignore_index=True)
 
+    def in_units(self) -> pd.DataFrame:
+        """:meth:`to_frame` with each row in its unit: retention in percent and its changes in percentage
+        points, revenue per customer in the report's currency."""
+        frame = self.to_frame()
+        money_row = frame.metric.str.startswith("revenue")
+        for column in ("before", "after", "difference", "ci_low", "ci_high"):
+            signed = column not in ("before", "after")
+            frame[column] = [("" if pd.isna(v) else money(v, "+,.2f" if signed else ",.2f") if is_money
+                              else _points(v) if signed else f"{v:.1%}")
+                             for v, is_money in zip(frame[column], money_row)]
+        return frame
+
+
+def _points(share_difference: float) -> str:
+    """A difference of two shares in percentage points: 0.061 → "+6.1 pts" (not "+6.1%", a relative change)."""
+    return f"{share_difference * 100:+.1f} pts"
+
 
 def compare_before_after(customers, activity, change_date, change_name: str = "the change", days: int = 90,
                          window_days: int = 120, alpha: float = 0.05, as_of=None,
@@ -412,7 +430,7 @@ def compare_before_after(customers, activity, change_date, change_name: str = "t
                                           int(p_after.customers), alpha)
         if check.p_value < alpha:
             warnings.append(f"The same comparison a year earlier ({placebo_date:%Y-%m-%d}) also shows a difference "
-                            f"of {check.difference:+.1%}: seasonality may explain part of the effect.")
+                            f"of {_points(check.difference)}: seasonality may explain part of the effect.")
     else:
         warnings.append("The data does not reach a year before the change, so seasonality could not be checked.")
     return ChangeReadout(change_name, change, days, retention, revenue, its, tuple(warnings), n_before, n_after)
@@ -458,12 +476,13 @@ def summary_points(summary: CohortSummary, readout: ChangeReadout | None, activi
         sure = ("clearly" if r.p_value < 0.01 else "probably" if r.p_value < 0.05 else "not detectably")
         points.append(
             f"**{readout.change_name}** ({readout.change_date:%d %b %Y}) {sure} changed retention at day "
-            f"{readout.days}: {r.before:.1%} → {r.after:.1%}, a difference of **{r.difference:+.1%}** "
-            f"(95% interval {r.ci_low:+.1%} to {r.ci_high:+.1%}, p = {r.p_value:.2g}).")
+            f"{readout.days}: {r.before:.1%} → {r.after:.1%}, a difference of **{_points(r.difference)}** "
+            f"({r.after / r.before - 1:+.1%} relative; 95% interval {_points(r.ci_low)} to {_points(r.ci_high)}, "
+            f"p = {r.p_value:.2g}).")
         if readout.its is not None:
             its = readout.its
-            points.append(f"Net of the existing trend, the cohort regression puts the jump at {its.jump:+.1%} "
-                          f"({its.ci_low:+.1%} to {its.ci_high:+.1%}).")
+            points.append(f"Net of the existing trend, the cohort regression puts the jump at {_points(its.jump)} "
+                          f"({_points(its.ci_low)} to {_points(its.ci_high)}).")
         points += [f"Caveat: {w}" for w in readout.warnings]
     return points + [f"Note: {n}" for n in summary.notes]
 
@@ -483,13 +502,13 @@ def headlines(summary: CohortSummary, readout: ChangeReadout | None, horizon: in
                                                                                readout.customers_after)
     if readout is not None and readout.compared:
         r, days = readout.retention, readout.days
-        cards += [("change.retention_effect", r.difference, f"Change in day-{days} retention", "+.1%"),
+        cards += [("change.retention_effect", r.difference, f"Change in day-{days} retention", "pts"),
                   ("change.p_value", r.p_value, "p-value", "p")]
         hidden |= {"change.ci_low": r.ci_low, "change.ci_high": r.ci_high}
         if readout.revenue is not None:
             cards.append(("change.revenue_effect", readout.revenue.difference,
-                          f"Revenue per customer, first {days} days", "+,.2f"))
+                          f"Revenue per customer, first {days} days", "$+,.2f"))
         if readout.its is not None:
-            cards.append(("change.jump", readout.its.jump, "Jump net of trend", "+.1%"))
+            cards.append(("change.jump", readout.its.jump, "Jump net of trend", "pts"))
             hidden |= {f"change.jump_{key}": getattr(readout.its, key) for key in ("ci_low", "ci_high", "p_value")}
     return cards, hidden

@@ -7,6 +7,7 @@ from scipy import stats
 from statsmodels.stats import proportion as sm_proportion
 
 from pco_lib import cohorts, data
+from pco_lib.data.currencies import money
 from pco_lib.cohorts import compare_before_after, interrupted_time_series, summarize_cohorts
 from pco_lib.stats.inference import difference_in_means, difference_in_proportions
 
@@ -169,6 +170,16 @@ def test_recovers_the_onboarding_uplift_of_the_sample_business(business):
     assert readout.retention.ci_low < effect < readout.retention.ci_high
     assert readout.retention.p_value < 0.01
     assert readout.its.ci_low < effect < readout.its.ci_high
+    # a change of two shares is written in percentage points, the relative change beside it
+    r = readout.retention
+    text = " ".join(cohorts.summary_points(cohorts.summarize_cohorts(customers, activity, "month"), readout))
+    assert f"a difference of **{r.difference * 100:+.1f} pts** ({r.after / r.before - 1:+.1%} relative" in text
+    shown = readout.in_units().set_index("metric")
+    assert shown.loc["retention at day 90", "difference"] == f"{r.difference * 100:+.1f} pts"
+    assert shown.loc["retention at day 90", "before"] == f"{r.before:.1%}"
+    assert shown.loc["retention jump (cohort regression)", "before"] == ""
+    revenue = shown.loc["revenue per customer, first 90 days"]
+    assert revenue.difference == money(readout.revenue.difference, "+,.2f")
 
 
 def test_no_change_where_there_was_none(business):

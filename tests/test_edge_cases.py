@@ -130,7 +130,7 @@ def test_zero_orders_are_left_out_of_spend_and_counted(zero_readout):
         readout.zero_revenue_orders, readout.zero_spend_customers, 7, readout.gamma_gamma.n_)
     text = clv.data_coverage(readout)
     assert f"{readout.zero_revenue_orders:,} orders have zero revenue" in text
-    assert f"{readout.zero_spend_customers:,} repeat customers whose repeat purchases were all $0" in text
+    assert f"{readout.zero_spend_customers:,} repeat customers whose repeat purchases all had zero revenue" in text
     assert "7 customers have no orders" in text
     # customers left out of spend get the population mean spend, never NaN
     assert np.isfinite(readout.values.expected_spend).all() and np.isfinite(readout.values.clv).all()

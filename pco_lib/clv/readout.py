@@ -156,7 +156,7 @@ def data_coverage(readout: ClvReadout) -> str:
     else:
         z, left = r.zero_revenue_orders, r.zero_spend_customers
         who = ("no repeat customer is left out of the spend model because of them" if left == 0 else
-               f"{left:,} repeat {'customer' if left == 1 else 'customers'} whose repeat purchases were all $0 "
+               f"{left:,} repeat {'customer' if left == 1 else 'customers'} whose repeat purchases all had zero revenue "
                f"{'is' if left == 1 else 'are'} left out of the spend model")
         text = (f"{z:,} {'order has' if z == 1 else 'orders have'} zero revenue: they count as purchases "
                 f"(frequency and recency) but not as spend; {who} ({spend:,} customers are in it).")

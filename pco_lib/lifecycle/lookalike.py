@@ -156,10 +156,12 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
     except Exception as exc:  # perfect separation, singular design: say so plainly
         raise SegmentError(f"the lookalike model could not be fitted ({exc})") from None
     ci = fit.conf_int(alpha)
-    coefs = pd.DataFrame({"term": x.columns, "coef": fit.params.to_numpy(), "se": fit.bse.to_numpy(),
-                          "z": fit.tvalues.to_numpy(), "p_value": fit.pvalues.to_numpy(),
-                          "odds_ratio": np.exp(fit.params.to_numpy()), "odds_ratio_ci_low": np.exp(ci[0].to_numpy()),
-                          "odds_ratio_ci_high": np.exp(ci[1].to_numpy())})
+    with np.errstate(over="ignore"):  # a near-separated level's interval reaches e^700+: an odds ratio of inf
+        coefs = pd.DataFrame({"term": x.columns, "coef": fit.params.to_numpy(), "se": fit.bse.to_numpy(),
+                              "z": fit.tvalues.to_numpy(), "p_value": fit.pvalues.to_numpy(),
+                              "odds_ratio": np.exp(fit.params.to_numpy()),
+                              "odds_ratio_ci_low": np.exp(ci[0].to_numpy()),
+                              "odds_ratio_ci_high": np.exp(ci[1].to_numpy())})
     levels = {col: [v for v in vals if f"{col}={v}" in x.columns] for col, vals in levels.items()}
     p_train = _predict(fit.params, train, numeric, levels)
     p_hold = _predict(fit.params, holdout, numeric, levels)

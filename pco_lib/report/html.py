@@ -178,8 +178,11 @@ def _css_blocks_text(css: str) -> str:
 
 def _drop_empty_outputs(nb) -> None:
     """Leave out the outputs that show nothing (a value recorded for results.json only, ``record(...,
-    show=False)``, is an empty text output): each would be an empty box in the page."""
+    show=False)``, is an empty text output): each would be an empty box in the page; and warnings on stderr,
+    which are for the analyst (the executed notebook keeps them), not for the stakeholder."""
     def shows_something(out) -> bool:
+        if out.get("output_type") == "stream":
+            return out.get("name") != "stderr"
         if out.get("output_type") not in ("display_data", "execute_result"):
             return True
         shown = [v for k, v in out.get("data", {}).items() if k != RESULT_MIME]

@@ -43,6 +43,7 @@ def _jsonable(value: Any) -> Any:
 
 
 P_VALUE = "p"  # the format of a p-value on a card: "< 0.001" below that, else three decimals
+POINTS = "pts"  # a difference of two shares in percentage points: 0.061 → "+6.1 pts"
 MONEY = "$"  # a format starting with it is money in the report's currency: "$,.0f" → "€1,234" (data.currencies)
 
 
@@ -53,6 +54,8 @@ def _format(value: Any, fmt: str | None) -> str:
         from .formats import p_value
 
         return p_value(value)
+    if fmt == POINTS:
+        return f"{value * 100:+.1f} pts"
     if fmt and fmt.startswith(MONEY):
         from pco_lib.data.currencies import money
 

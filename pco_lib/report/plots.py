@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import numpy as np
@@ -9,6 +11,7 @@ import pandas as pd
 import seaborn as sns
 
 from pco_lib.data.currencies import money as _money
+from pco_lib.data.currencies import money_label as _money_label
 
 PALETTE = ["#0969da", "#e16f24", "#1a7f37", "#8250df", "#cf222e", "#57606a", "#bf8700", "#1b7c83"]
 # Categories with a meaning keep their colour in every chart: the baseline grey, the NPS categories as traffic lights.
@@ -101,7 +104,10 @@ def describe(fig) -> str:
 
 
 def money_axis(axis) -> None:
-    """Tick labels of ``axis`` as money in the report's currency ("$1,200", "1,200 CHF")."""
+    """Tick labels of ``axis`` as money in the report's currency ("$1,200", "1,200 CHF"), its label with the
+    code ("revenue (USD)")."""
+    if axis.get_label_text() and not axis.get_label_text().endswith(")"):
+        axis.set_label_text(_money_label(axis.get_label_text()))
     axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: _money(v, ",.0f" if v == round(v) else ",.2f")))
 
 
@@ -158,8 +164,10 @@ def retention_heatmap(matrix: pd.DataFrame, sizes: pd.Series, period: str, title
     fig, ax = plt.subplots(figsize=(min(2.2 + 0.55 * matrix.shape[1], 11), 1.2 + 0.27 * len(matrix)))
     later = matrix.iloc[:, 1:] if matrix.shape[1] > 1 else matrix  # age 0 is 100% by definition: it would
     vmax = float(np.nanmax(later.to_numpy())) if later.notna().any().any() else None  # pale everything else
-    sns.heatmap(matrix.set_axis(labels), annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax, vmax=vmax,
-                annot_kws={"size": 8}, linewidths=0.5, linecolor="white")
+    with warnings.catch_warnings():  # a matrix left empty by min_cell_size: seaborn warns, the page shows it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sns.heatmap(matrix.set_axis(labels), annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax, vmax=vmax,
+                    annot_kws={"size": 8}, linewidths=0.5, linecolor="white")
     ax.set(title=title, xlabel=f"{period}s since conversion", ylabel="")
     ax.grid(False)  # the style's grid would show through the cells not yet elapsed
     fig.pco_png_scale = HEATMAP_PNG_SCALE
@@ -369,7 +377,7 @@ def value_histogram(values: pd.Series, title: str = "Customers by expected value
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: _money(v) if v >= 1 else _money(v, "g")))
     ax.axvline(values.mean(), color=PALETTE[1], linestyle="--", label=f"mean {_money(values.mean())}")
-    ax.set(title=title, xlabel="expected value (log scale)", ylabel="customers")
+    ax.set(title=title, xlabel=f"{_money_label('expected value')}, log scale", ylabel="customers")
     ax.legend()
     fig.tight_layout()
     return fig
