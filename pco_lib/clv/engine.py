@@ -63,7 +63,10 @@ def rfm_expr(orders, calibration_end, *, time_unit_days: float = 7.0, observed_f
     o = o.filter(o.day <= end)
     days = o.group_by(["customer_id", "day"]).aggregate(revenue=o.revenue.sum(),
                                                          zero_orders=(o.revenue == 0).cast("int64").sum())
-    days = days.mutate(first=days.day.min().over(group_by=days.customer_id))
+    # each day is compared with the customer's first day through a join on a per-customer aggregate,
+    # not a window over each customer's days (measured: two thirds of the engine time of the window)
+    firsts = days.group_by("customer_id").aggregate(first=days.day.min())
+    days = days.join(firsts, "customer_id")
     repeat = days.day > days.first
     per = days.group_by("customer_id").aggregate(
         first_purchase=days.day.min(),
@@ -118,10 +121,12 @@ def rfm_table(orders, calibration_end, time_unit_days: float = 7.0, observed_fro
     expr = rfm_expr(orders, calibration_end, time_unit_days=time_unit_days, observed_from=observed_from)
     unit = float(time_unit_days)
     if per_customer:
+        # revenue (an exact decimal sum) becomes float64 in the engine: a decimal column reaches pandas as
+        # Python Decimal objects, which took two thirds of the time of this frame (measured at 100k customers)
+        expr = expr.mutate(revenue=expr.revenue.cast("float64"))
         df = expr.order_by("customer_id").to_pandas()
         df = df.drop(columns=["recency_days", "T_days"])
         df["monetary"] = df["monetary"].astype("float64")
-        df["revenue"] = df["revenue"].astype("float64")
         return _with_unit(df.reset_index(drop=True), unit, calibration_end)
     g = expr.group_by(["frequency", "recency_days", "T_days"]).aggregate(count=expr.count())
     df = g.order_by(["frequency", "recency_days", "T_days"]).to_pandas()
@@ -174,6 +179,7 @@ def holdout_table(orders, calibration_end, holdout_end=None, time_unit_days: flo
         holdout_end = pd.Timestamp(last).date()
     h_end = _day(holdout_end, "holdout_end")
     expr = holdout_expr(orders, end, h_end, time_unit_days=time_unit_days, observed_from=observed_from)
+    expr = expr.mutate(revenue=expr.revenue.cast("float64"))  # not as Decimal objects (see rfm_table)
     df = expr.order_by("customer_id").to_pandas().drop(columns=["recency_days", "T_days"])
     for col in ("monetary", "revenue", "holdout_spend"):
         df[col] = df[col].astype("float64")

@@ -102,7 +102,11 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
                          f"{validation.calibration_end} to the last order day ({validation.holdout_end}); the "
                          f"holdout_days parameter ({holdout_days}) applies only when calibration_end is empty")
     per = rfm_table(orders, as_of, unit, per_customer=True)
-    fitted = MODELS[model]().fit_rfm(rfm_table(orders, as_of, unit))
+    # the distinct (x, t_x, T) rows of the purchase model from this frame, not a second pass of the engine
+    # over the orders (the same rows and counts as rfm_table(orders, as_of, unit); 15 s at 1M customers)
+    rows = per.groupby(["frequency", "recency", "T"], as_index=False).size().rename(columns={"size": "count"})
+    rows.attrs = dict(per.attrs)
+    fitted = MODELS[model]().fit_rfm(rows)
     repeat = per[per.spend_frequency > 0]  # $0 repeat purchases are not spend (rfm_expr)
     if len(repeat) < 2:
         raise ClvError("fewer than two customers with a repeat purchase of revenue > 0: spend per order cannot be "

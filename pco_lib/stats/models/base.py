@@ -76,12 +76,19 @@ def _weights(weights, n: int) -> np.ndarray:
     return w
 
 
+def _dot(u: np.ndarray, v: np.ndarray) -> float:
+    """Σ u·v over the rows, summed by numpy rather than a BLAS dot: OpenBLAS spreads a dot product of
+    this size (10⁴–10⁶ rows) over its threads, and on a busy machine waking them costs more than the
+    sum itself (measured on 2 shared cores, 75k rows: 0.6–1.1 ms for ``u @ v``, 0.1 ms here)."""
+    return float(np.einsum("i,i->", u, v))
+
+
 def _maximize(loglik: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray, scale: float,
-              model: str, max_iter: int) -> np.ndarray:
+              model: str, max_iter: int, gtol: float = 1e-9) -> np.ndarray:
     """Maximise ``loglik`` (value and gradient in the natural, positive parameters) over log-parameters.
 
     The objective is the mean negative log-likelihood (``scale`` = total weight), so tolerances do not
-    depend on the number of customers."""
+    depend on the number of customers; ``gtol`` bounds its gradient (log scale) at the end."""
 
     def objective(phi):
         theta = np.exp(phi)
@@ -93,7 +100,7 @@ def _maximize(loglik: Callable[[np.ndarray], tuple[float, np.ndarray]], start: n
     with np.errstate(all="ignore"):
         res = optimize.minimize(objective, np.log(start), jac=True, method="L-BFGS-B",
                                 bounds=[(-_LOG_BOUND, _LOG_BOUND)] * len(start),
-                                options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-9, "maxcor": 30})
+                                options={"maxiter": max_iter, "ftol": 1e-15, "gtol": gtol, "maxcor": 30})
     # L-BFGS-B stops "abnormally" when the line search cannot improve on a point that is already optimal to
     # machine precision (the tolerances are tight): accept it when the gradient there is negligible.
     at_optimum = np.isfinite(res.fun) and np.max(np.abs(res.jac)) < 1e-6
@@ -136,6 +143,24 @@ def _hessian_cov(loglik: Callable[[np.ndarray], tuple[float, np.ndarray]], theta
         return np.full((k, k), np.nan)
 
 
+def _newton_polish(loglik: Callable[[np.ndarray], tuple[float, np.ndarray]], theta: np.ndarray, ll: float,
+                   grad: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, float]:
+    """One Newton step θ + (−H)⁻¹ ∇ℓ = θ + cov · ∇ℓ from the optimizer's end point, with the Hessian that is
+    computed anyway for the standard errors. Its error is quadratic in the error before (plus the relative
+    error of the finite-difference Hessian times it), so the optimizer can stop at a moderate gradient and
+    the step finishes the last digits in one evaluation; the optimizer's line searches near the optimum
+    otherwise fight rounding noise of the log-likelihood. The step is kept only when it is small (≤ 10⁻³
+    relative) and lowers the gradient on the log scale; returns (θ, ℓ) of the point kept."""
+    step = cov @ grad
+    if not np.all(np.isfinite(step)) or np.any(np.abs(step) > 1e-3 * theta):
+        return theta, ll
+    new = theta + step
+    ll_new, grad_new = loglik(new)
+    if np.isfinite(ll_new) and np.max(np.abs(grad_new * new)) < np.max(np.abs(grad * theta)):
+        return new, float(ll_new)
+    return theta, ll
+
+
 class _Fitter:
     """lifelines-style base: parameters in ``_param_names``, each stored as ``<name>_`` after ``fit``."""
 
@@ -146,13 +171,25 @@ class _Fitter:
     def __init__(self, max_iter: int = 1000):
         self.max_iter = max_iter
 
-    def _store(self, theta: np.ndarray, loglik, n: float) -> None:
+    def _fit_ml(self, loglik, start: np.ndarray, n: float) -> None:
+        """Maximum likelihood from ``start`` (``loglik`` = value and gradient, summed over ``n`` customers),
+        standard errors from the inverse Hessian, stored as the fitted attributes. With an analytic gradient
+        the optimizer stops at a gradient of 10⁻⁷ of the mean log-likelihood and one Newton step
+        (:func:`_newton_polish`) finishes the optimum; a numerical gradient is searched to 10⁻⁹."""
+        gtol = 1e-7 if self._analytic_gradient else 1e-9
+        theta = _maximize(loglik, start, n, self._model, self.max_iter, gtol=gtol)
+        cov = _hessian_cov(loglik, theta, self._analytic_gradient)
+        ll, grad = loglik(theta)
+        if self._analytic_gradient:
+            theta, ll = _newton_polish(loglik, theta, ll, grad, cov)
+        self._store(theta, ll, cov, n)
+
+    def _store(self, theta: np.ndarray, ll: float, cov: np.ndarray, n: float) -> None:
         for name, value in zip(self._param_names, theta, strict=True):
             setattr(self, f"{name}_", float(value))
         self.params_ = pd.Series(theta, index=list(self._param_names), name="coef")
-        self.log_likelihood_ = float(loglik(theta)[0])
+        self.log_likelihood_ = float(ll)
         self.n_ = float(n)
-        cov = _hessian_cov(loglik, theta, self._analytic_gradient)
         names = list(self._param_names)
         self.covariance_ = pd.DataFrame(cov, index=names, columns=names)
         diag = np.diag(cov)

@@ -14,8 +14,8 @@ from scipy import special
 from .base import (
     ClvError,
     _array,
+    _dot,
     _like,
-    _maximize,
     _PurchaseModel,
     _rfm_arrays,
     fail_if_any,
@@ -24,30 +24,82 @@ from .base import (
 )
 
 
-def _bgnbd_loglik(theta, x, tx, T, w) -> tuple[float, np.ndarray]:
+class _Rows:
+    """Weighted (x, t_x, T) rows prepared for the likelihood: ``ix`` maps each row to its distinct
+    frequency ``ux``, so the special functions (log Γ, log B, ψ), which depend on the row only through x,
+    are evaluated once per distinct x instead of once per row; ``wu`` = total weight of each distinct x."""
+
+    def __init__(self, x, tx, T, w):
+        self.x, self.tx, self.T, self.w, self.wx = x, tx, T, w, w * x
+        self.ux, self.ix = np.unique(x, return_inverse=True)
+        self.wu = np.bincount(self.ix, weights=w, minlength=len(self.ux))
+        self.total = float(w.sum())
+
+
+def _bgnbd_terms(a, b, x):
+    """BG/NBD drop-out terms per distinct x: ℓ₂ = log B(a, b+x)/B(a, b) (alive at T) and
+    ℓ₃ = δ(x>0) log B(a+1, b+x−1)/B(a, b) (dropped out right after the last purchase; −∞ for x = 0),
+    with their derivatives (∂a, ∂b), using ∂/∂a log B(a, b) = ψ(a) − ψ(a+b)."""
+    psi = special.digamma
+    rep = x > 0
+    xm1 = np.where(rep, x - 1, 0.0)
+    l2 = special.betaln(a, b + x) - special.betaln(a, b)
+    l3 = np.where(rep, special.betaln(a + 1, b + xm1) - special.betaln(a, b), -np.inf)
+    s, d_a0, d_b0 = psi(a + b + x), psi(a) - psi(a + b), psi(b) - psi(a + b)
+    g2 = (psi(a) - s - d_a0, psi(b + x) - s - d_b0)
+    g3 = (np.where(rep, psi(a + 1) - s - d_a0, 0.0), np.where(rep, psi(b + xm1) - s - d_b0, 0.0))
+    return l2, l3, g2, g3
+
+
+def _bg_family_loglik(theta, rows: _Rows, terms) -> tuple[float, np.ndarray]:
+    """Weighted log-likelihood and gradient of the BG/NBD family, whose likelihood of a row is
+
+    L = Γ(r+x) α^r / Γ(r) · [e^ℓ₂(x) / (α+T)^(r+x) + e^ℓ₃(x) / (α+t_x)^(r+x)]
+
+    with the drop-out terms ℓ₂, ℓ₃ of the model from ``terms(a, b, ux)`` (see :func:`_bgnbd_terms`).
+    With d = ℓ₃ − ℓ₂ + (r+x) log((α+T)/(α+t_x)), the log of the bracket is
+    ℓ₂ − (r+x) log(α+T) + log(1 + e^d), and π = 1/(1 + e^−d) is the share of the second term. Then
+
+    ∂r = ψ(r+x) − ψ(r) + log α − log(α+T) + π log((α+T)/(α+t_x)),
+    ∂α = r/α − (r+x) ((1−π)/(α+T) + π/(α+t_x)),
+    ∂a = (1−π) ∂ℓ₂/∂a + π ∂ℓ₃/∂a, and likewise ∂b;
+
+    everything summed with the row weights; the parts that depend only on x are summed once per distinct x
+    (with the weight of the x, or the π-weighted weight). Per row this takes two logs, one exp and one log1p.
+    """
+    r, alpha, a, b = theta
+    ux, ix, w = rows.ux, rows.ix, rows.w
+    l2, l3, g2, g3 = terms(a, b, ux)
+    rx = r + rows.x
+    a_T, a_tx = alpha + rows.T, alpha + rows.tx
+    log_T = np.log(a_T)
+    log_ratio = log_T - np.log(a_tx)  # log((α+T)/(α+t_x))
+    d = (l3 - l2)[ix] + rx * log_ratio  # −inf when ℓ₃ = −∞ (BG/NBD, x = 0)
+    e = np.exp(-np.abs(d))
+    softplus = np.maximum(d, 0.0) + np.log1p(e)  # log(1 + e^d)
+    pi = np.where(d > 0, 1.0, e) / (1.0 + e)  # e^d / (1 + e^d)
+    w_pi = w * pi
+    s3 = np.bincount(ix, weights=w_pi, minlength=len(ux))  # π-weighted weight of each distinct x
+    s2 = rows.wu - s3
+    n, psi = rows.total, special.digamma
+    w_log_T, wx_log_T = _dot(w, log_T), _dot(rows.wx, log_T)
+    ll = (rows.wu @ (special.gammaln(r + ux) - special.gammaln(r) + l2) + n * r * math.log(alpha)
+          - r * w_log_T - wx_log_T + _dot(w, softplus))
+    d_r = (rows.wu @ (psi(r + ux) - psi(r)) + n * math.log(alpha) - w_log_T
+           + _dot(w_pi, log_ratio))
+    d_alpha = n * r / alpha - _dot(rx, (w - w_pi) / a_T + w_pi / a_tx)
+    d_a = s2 @ g2[0] + s3 @ g3[0]
+    d_b = s2 @ g2[1] + s3 @ g3[1]
+    return float(ll), np.array([d_r, d_alpha, d_a, d_b])
+
+
+def _bgnbd_loglik(theta, rows: _Rows) -> tuple[float, np.ndarray]:
     """Weighted BG/NBD log-likelihood and its gradient (FHL 2005, eq. 6, summed in log space):
 
     L = B(a, b+x)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+T)^(r+x))
         + δ(x>0) B(a+1, b+x−1)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+t_x)^(r+x)).
     """
-    r, alpha, a, b = theta
-    rep = x > 0
-    xm1 = np.where(rep, x - 1, 0.0)
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = special.betaln(a, b + x) - special.betaln(a, b) - (r + x) * np.log(alpha + T)
-    a3 = np.where(rep, special.betaln(a + 1, b + xm1) - special.betaln(a, b) - (r + x) * np.log(alpha + tx),
-                  -np.inf)
-    lse = np.logaddexp(a2, a3)
-    ll = a1 + lse
-    w2, w3 = np.exp(a2 - lse), np.exp(a3 - lse)
-    psi = special.digamma
-    d_r = psi(r + x) - psi(r) + np.log(alpha) - w2 * np.log(alpha + T) - w3 * np.log(alpha + tx)
-    d_alpha = r / alpha - (r + x) * (w2 / (alpha + T) + w3 / (alpha + tx))
-    d_a = w2 * (psi(a) - psi(a + b + x)) + w3 * (psi(a + 1) - psi(a + b + x)) - (psi(a) - psi(a + b))
-    d_b = (w2 * (psi(b + x) - psi(a + b + x)) + np.where(rep, w3 * (psi(b + xm1) - psi(a + b + x)), 0.0)
-           - (psi(b) - psi(a + b)))
-    grad = np.array([w @ d_r, w @ d_alpha, w @ d_a, w @ d_b])
-    return float(w @ ll), grad
+    return _bg_family_loglik(theta, rows, _bgnbd_terms)
 
 
 class BGNBD(_PurchaseModel):
@@ -62,15 +114,16 @@ class BGNBD(_PurchaseModel):
 
     _param_names = ("r", "alpha", "a", "b")
     _model = "BG/NBD"
-    _loglik = staticmethod(lambda theta, x, tx, T, w: _bgnbd_loglik(theta, x, tx, T, w))
+    _loglik = staticmethod(lambda theta, rows: _bgnbd_loglik(theta, rows))
     _shift = 0  # MBG/NBD: 1 (drop-out also possible right after the first purchase)
 
     def _fit_arrays(self, x, tx, t, w) -> None:
-        def loglik(theta):
-            return self._loglik(theta, x, tx, t, w)
+        rows = _Rows(x, tx, t, w)
 
-        theta = _maximize(loglik, np.ones(4), w.sum(), self._model, self.max_iter)
-        self._store(theta, loglik, w.sum())
+        def loglik(theta):
+            return self._loglik(theta, rows)
+
+        self._fit_ml(loglik, np.ones(4), w.sum())
 
     def _log_odds_dead(self, x, tx, T) -> np.ndarray:
         """log of δ(x>0) a/(b+x−1) ((α+T)/(α+t_x))^(r+x); −inf when x = 0."""

@@ -4,26 +4,50 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import special
 
-from .base import ClvError, _array, _Fitter, _like, _maximize, _weights, fail_if_any
+from .base import ClvError, _array, _dot, _Fitter, _like, _weights, fail_if_any
 
 
-def _gg_loglik(theta, x, m, w) -> tuple[float, np.ndarray]:
+class _SpendRows:
+    """Weighted (x, m) rows prepared for the Gamma-Gamma likelihood. Only log(γ + m·x) depends on both the
+    row and the parameters; the log Γ and ψ terms depend on the row only through x and are evaluated once
+    per distinct x (``ux``, each row's index ``ix``, total weight ``wu``), the log m terms are constant sums."""
+
+    def __init__(self, x, m, w):
+        self.w, self.mx, self.wx = w, m * x, w * x
+        self.ux, ix = np.unique(x, return_inverse=True)
+        self.wu = np.bincount(ix, weights=w, minlength=len(self.ux))
+        self.total = float(w.sum())
+        log_m = np.log(m)
+        self.sum_log_m, self.sum_x_log_m = _dot(w, log_m), _dot(self.wx, log_m)
+
+
+def _gg_loglik(theta, rows: _SpendRows) -> tuple[float, np.ndarray]:
     """Weighted Gamma-Gamma log-likelihood of the mean spend m over x repeat purchases (Fader & Hardie 2013):
 
-    f(m | p, q, γ, x) = Γ(px+q) / (Γ(px) Γ(q)) · γ^q m^(px−1) x^(px) / (γ + m x)^(px+q).
+    f(m | p, q, γ, x) = Γ(px+q) / (Γ(px) Γ(q)) · γ^q m^(px−1) x^(px) / (γ + m x)^(px+q),
+
+    and its gradient, with s = γ + m x:
+    ∂p = x (ψ(px+q) − ψ(px) + log m + log x − log s),  ∂q = ψ(px+q) − ψ(q) + log γ − log s,
+    ∂γ = q/γ − (px+q)/s; each summed with the row weights.
     """
     p, q, g = theta
-    px = p * x
-    ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(g)
-          + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(g + m * x))
+    ux, wu, n = rows.ux, rows.wu, rows.total
+    pu = p * ux
+    log_s = np.log(g + rows.mx)
+    inv_s = 1.0 / (g + rows.mx)
+    w_log_s, wx_log_s = _dot(rows.w, log_s), _dot(rows.wx, log_s)
+    ll = (wu @ (special.gammaln(pu + q) - special.gammaln(pu) + pu * np.log(ux)) - n * special.gammaln(q)
+          + n * q * math.log(g) + p * rows.sum_x_log_m - rows.sum_log_m - p * wx_log_s - q * w_log_s)
     psi = special.digamma
-    d_p = x * (psi(px + q) - psi(px) + np.log(m) + np.log(x) - np.log(g + m * x))
-    d_q = psi(px + q) - psi(q) + np.log(g) - np.log(g + m * x)
-    d_g = q / g - (px + q) / (g + m * x)
-    return float(w @ ll), np.array([w @ d_p, w @ d_q, w @ d_g])
+    d_p = (wu * ux) @ (psi(pu + q) - psi(pu) + np.log(ux)) + rows.sum_x_log_m - wx_log_s
+    d_q = wu @ psi(pu + q) - n * psi(q) + n * math.log(g) - w_log_s
+    d_g = n * q / g - p * _dot(rows.wx, inv_s) - q * _dot(rows.w, inv_s)
+    return float(ll), np.array([d_p, d_q, d_g])
 
 
 class GammaGamma(_Fitter):
@@ -52,12 +76,13 @@ class GammaGamma(_Fitter):
         keep = w > 0
         x, m, w = x[keep], m[keep], w[keep]
 
+        rows = _SpendRows(x, m, w)
+
         def loglik(theta):
-            return _gg_loglik(theta, x, m, w)
+            return _gg_loglik(theta, rows)
 
         start = np.array([1.0, 1.0, float(np.average(m, weights=w))])
-        theta = _maximize(loglik, start, w.sum(), self._model, self.max_iter)
-        self._store(theta, loglik, w.sum())
+        self._fit_ml(loglik, start, w.sum())
         return self
 
     def mean_spend(self) -> float:

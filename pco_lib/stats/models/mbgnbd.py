@@ -7,27 +7,27 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .bgnbd import BGNBD
+from .bgnbd import BGNBD, _bg_family_loglik, _Rows
 
 
-def _mbgnbd_loglik(theta, x, tx, T, w) -> tuple[float, np.ndarray]:
+def _mbgnbd_terms(a, b, x):
+    """MBG/NBD drop-out terms per distinct x: ℓ₂ = log B(a, b+x+1)/B(a, b) (alive at T) and
+    ℓ₃ = log B(a+1, b+x)/B(a, b) (dropped out right after the last purchase, for every x including 0), with
+    their derivatives (∂a, ∂b)."""
+    psi = special.digamma
+    l2 = special.betaln(a, b + x + 1) - special.betaln(a, b)
+    l3 = special.betaln(a + 1, b + x) - special.betaln(a, b)
+    s, d_a0, d_b0 = psi(a + b + x + 1), psi(a) - psi(a + b), psi(b) - psi(a + b)
+    return l2, l3, (psi(a) - s - d_a0, psi(b + x + 1) - s - d_b0), (psi(a + 1) - s - d_a0, psi(b + x) - s - d_b0)
+
+
+def _mbgnbd_loglik(theta, rows: _Rows) -> tuple[float, np.ndarray]:
     """Weighted MBG/NBD log-likelihood and gradient (Batislam, Denizel & Filiztekin 2007):
 
     L = B(a, b+x+1)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+T)^(r+x))
         + B(a+1, b+x)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+t_x)^(r+x))      (for every x, including 0).
     """
-    r, alpha, a, b = theta
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = special.betaln(a, b + x + 1) - special.betaln(a, b) - (r + x) * np.log(alpha + T)
-    a3 = special.betaln(a + 1, b + x) - special.betaln(a, b) - (r + x) * np.log(alpha + tx)
-    lse = np.logaddexp(a2, a3)
-    w2, w3 = np.exp(a2 - lse), np.exp(a3 - lse)
-    psi = special.digamma
-    d_r = psi(r + x) - psi(r) + np.log(alpha) - w2 * np.log(alpha + T) - w3 * np.log(alpha + tx)
-    d_alpha = r / alpha - (r + x) * (w2 / (alpha + T) + w3 / (alpha + tx))
-    d_a = w2 * psi(a) + w3 * psi(a + 1) - psi(a + b + x + 1) - (psi(a) - psi(a + b))
-    d_b = w2 * psi(b + x + 1) + w3 * psi(b + x) - psi(a + b + x + 1) - (psi(b) - psi(a + b))
-    return float(w @ (a1 + lse)), np.array([w @ d_r, w @ d_alpha, w @ d_a, w @ d_b])
+    return _bg_family_loglik(theta, rows, _mbgnbd_terms)
 
 
 class ModifiedBGNBD(BGNBD):
@@ -41,7 +41,7 @@ class ModifiedBGNBD(BGNBD):
     """
 
     _model = "MBG/NBD"
-    _loglik = staticmethod(lambda theta, x, tx, T, w: _mbgnbd_loglik(theta, x, tx, T, w))
+    _loglik = staticmethod(lambda theta, rows: _mbgnbd_loglik(theta, rows))
     _shift = 1
 
     def _log_odds_dead(self, x, tx, T) -> np.ndarray:

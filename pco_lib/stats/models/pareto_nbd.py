@@ -10,7 +10,7 @@ import math
 import numpy as np
 from scipy import special
 
-from .base import _array, _like, _maximize, _PurchaseModel, _rfm_arrays, fail_if_any
+from .base import _array, _like, _PurchaseModel, _rfm_arrays, fail_if_any
 
 
 def _log_hyp2f1(a, b, c, z) -> np.ndarray:
@@ -76,8 +76,7 @@ class ParetoNBD(_PurchaseModel):
                 grad[j] = (value(up) - value(down)) / (2 * h) / theta[j]
             return ll, grad
 
-        theta = _maximize(loglik, np.ones(4), w.sum(), self._model, self.max_iter)
-        self._store(theta, loglik, w.sum())
+        self._fit_ml(loglik, np.ones(4), w.sum())
 
     def probability_alive(self, frequency, recency, T):
         """P(alive at T | x, t_x, T) = [1/((α+T)^(r+x)(β+T)^s)] / L-bracket (FHL 2005 note, eq. 18)."""

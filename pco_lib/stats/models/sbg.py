@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special
 
-from .base import ClvError, _array, _Fitter, _like, _maximize, fail_if_any, positive_number
+from .base import ClvError, _array, _Fitter, _like, fail_if_any, positive_number
 
 
 def _sbg_loglik(theta, periods, lost, survivors, horizon) -> tuple[float, np.ndarray]:
@@ -66,8 +66,7 @@ class ShiftedBetaGeometric(_Fitter):
         def loglik(theta):
             return _sbg_loglik(theta, periods, lost, survivors, horizon)
 
-        theta = _maximize(loglik, np.ones(2), lost.sum() + survivors, self._model, self.max_iter)
-        self._store(theta, loglik, lost.sum() + survivors)
+        self._fit_ml(loglik, np.ones(2), lost.sum() + survivors)
         return self
 
     def survival(self, t):
