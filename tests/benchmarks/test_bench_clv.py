@@ -106,5 +106,8 @@ def test_clv_pipeline(sample, table):
         table.target("CLV pipeline: lifetimes ÷ pco", n, peer_total.wall / total.wall, 1.5, "×", at_most=False)
     table.add("CLV pipeline from the files: RFM (both) + BG/NBD + Gamma-Gamma", n, total, None, peer_total,
               "lifetimes: summary + both fits", why or "lifetimes: incomplete")
+    if version:
+        table.notes.append(f"{n:,} customers: lifetimes {version['lifetimes']} with pandas {version['pandas']}, in "
+                           "its own virtualenv")
     if why:
         table.notes.append(f"{n:,} customers, {why}")
