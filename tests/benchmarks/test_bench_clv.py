@@ -87,19 +87,17 @@ def test_clv_pipeline(sample, table):
               "lifetimes: read orders + summary_data_from_transaction_data", why or "lifetimes: no summary")
     table.floor_target("RFM, one row per customer", n, t_per, f_per)
 
-    bg_peer, gg_peer = steps.get("BG/NBD fit"), steps.get("Gamma-Gamma fit")
-    label = "lifetimes, one row per customer"
-    if bg_peer:
-        np.testing.assert_allclose(bgnbd.params_.to_numpy(), bg_peer["params"], rtol=1e-3)
-        label_bg = f"{label}; parameters agree to {_digits(bgnbd.params_, bg_peer['params']):.1f} digits"
-    table.add(f"CLV: BG/NBD fit (pco on {len(rfm):,} weighted rows)", n, t_bg, None, _timing(bg_peer),
-              label_bg if bg_peer else "", why or "lifetimes: no fit")
-    if gg_peer:
-        np.testing.assert_allclose(gg.params_.to_numpy(), gg_peer["params"], rtol=1e-3)
-        label_gg = f"{label}; parameters agree to {_digits(gg.params_, gg_peer['params']):.1f} digits"
-    table.add(f"CLV: Gamma-Gamma fit ({len(paid):,} customers)", n, t_gg, None, _timing(gg_peer),
-              label_gg if gg_peer else "", why or "lifetimes: no fit")
+    for step, ours, model, rows in (("BG/NBD fit", t_bg, bgnbd, f"pco on {len(rfm):,} weighted rows"),
+                                    ("Gamma-Gamma fit", t_gg, gg, f"{len(paid):,} customers")):
+        peer = steps.get(step)
+        label = ""
+        if peer:  # the same parameters (lifetimes calls Gamma-Gamma's gamma v)
+            np.testing.assert_allclose(model.params_.to_numpy(), peer["params"], rtol=1e-3)
+            label = (f"lifetimes, one row per customer; parameters agree to "
+                     f"{_digits(model.params_, peer['params']):.1f} digits")
+        table.add(f"CLV: {step} ({rows})", n, ours, None, _timing(peer), label, why or "lifetimes: no fit")
 
+    bg_peer, gg_peer = steps.get("BG/NBD fit"), steps.get("Gamma-Gamma fit")
     peer_total = None
     if summary_time and bg_peer and gg_peer:
         peer_total = Timing(*(getattr(summary_time, k) + bg_peer[k] + gg_peer[k] for k in ("wall", "cpu")))
