@@ -7,7 +7,7 @@ EXTRAS ?= dev
 READY  := $(VENV)/.pco-installed-$(EXTRAS)
 SAMPLE := data/sample/truth.json
 
-.PHONY: report test lab bench sample clean-venv
+.PHONY: report test lab bench bench-readme sample clean-venv
 
 $(READY): pyproject.toml
 	@test -x $(BIN)/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
@@ -30,8 +30,15 @@ test: $(READY) $(SAMPLE)
 lab: $(READY) $(SAMPLE)
 	$(BIN)/jupyter lab notebooks/
 
+# PCO_BENCH_SIZES=100000,1000000 (customers; default 200000). Writes tests/benchmarks/results/bench.md and
+# copies it into the README's Benchmarks section. The lifetimes peer gets a virtualenv of its own
+# (~/.cache/pco-bench/lifetimes-venv), created on the first run.
 bench: $(READY)
 	$(BIN)/python -m pytest tests/benchmarks -m bench -p no:cacheprovider -s
+	$(BIN)/python tests/benchmarks/readme_table.py
+
+bench-readme:
+	$(BIN)/python tests/benchmarks/readme_table.py
 
 clean-venv:
 	rm -rf $(VENV)

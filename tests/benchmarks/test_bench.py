@@ -1,16 +1,26 @@
-"""Benchmarks: pco (DuckDB through Ibis, fits on aggregated rows) vs the usual way, side by side.
+"""Benchmarks: pco (DuckDB through Ibis, fits on aggregated rows) side by side with the hand-written DuckDB
+SQL floor of each engine step and with the usual way (pandas, lifelines, pandas + scipy).
 
-Run with `make bench` (PCO_BENCH_SIZES, e.g. 100000,300000,1000000; default 200,000). Each benchmark checks
-both sides give the same numbers, then adds a row to tests/benchmarks/results/bench.md. No timed assertions.
+Run with `make bench` (PCO_BENCH_SIZES, e.g. 100000,1000000; default 200,000). Every benchmark checks that
+each side gives the same numbers as pco (a benchmark whose sides disagree fails), then adds a row to
+tests/benchmarks/results/bench.md. No timed assertions: the targets are reported, met or missed by how much.
 """
 
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
-from bench_fixtures import add_row, sample, table  # noqa: F401 (sample, table: pytest fixtures)
+import sql_floor
+from bench_fixtures import REPEAT, Timing, measure
 
 from pco_lib import churn, cohorts, data, experiments, overview
 from pco_lib.stats.cox import fit_cox
@@ -19,38 +29,33 @@ from pco_lib.stats.survival import kaplan_meier
 pytestmark = pytest.mark.bench
 
 
-def _best(fn, repeat=3):
-    best, value = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
-
-
 def test_monthly_revenue(sample, table):
-    source = data.connect(sample)
-    ours, engine = _best(lambda: overview.monthly_revenue(source))
+    source, con = data.connect(sample), sql_floor.connect()
+    ours, engine = measure(lambda: overview.monthly_revenue(source), REPEAT)
+    floor, floor_frame = measure(lambda: sql_floor.run(con, sql_floor.monthly_revenue(sample)), REPEAT)
 
     def recipe():
         orders = pd.read_parquet(sample / "orders.parquet")
         orders["month"] = orders.ordered_at.dt.tz_convert(None).dt.to_period("M").dt.to_timestamp()
         return orders.groupby("month").agg(orders=("order_id", "size"), revenue=("revenue", "sum")).reset_index()
 
-    theirs, expected = _best(recipe)
+    theirs, expected = measure(recipe, REPEAT)
+    pd.testing.assert_frame_equal(engine, floor_frame, check_dtype=False, rtol=1e-9)
     assert engine.orders.tolist() == expected.orders.tolist()
     np.testing.assert_allclose(engine.revenue, expected.revenue, rtol=1e-9)
-    add_row(table, "monthly revenue", sample.customers, ours, theirs, "(pandas groupby on orders)")
+    table.add("monthly revenue", sample.customers, ours, floor, theirs, "pandas groupby on orders")
+    table.floor_target("monthly revenue", sample.customers, ours, floor)
 
 
-def test_cohort_retention_matrix(sample, table):
-    source = data.connect(sample)
+def test_cohort_summary(sample, table):
+    source, con = data.connect(sample), sql_floor.connect()
 
     def ours_fn():
         summary = cohorts.summarize_cohorts(source.table("customers"), data.activity_table(source), "month")
-        return summary.matrix("active")
+        return summary, summary.matrix("active")
 
-    ours, engine = _best(ours_fn)
+    ours, (summary, engine) = measure(ours_fn, REPEAT)
+    floor, cells = measure(lambda: sql_floor.run(con, sql_floor.cohort_cells(sample)), REPEAT)
 
     def recipe():  # the usual notebook recipe: one row per order, groupby cohort x age
         c = pd.read_parquet(sample / "customers.parquet", columns=["customer_id", "converted_at"])
@@ -59,29 +64,43 @@ def test_cohort_retention_matrix(sample, table):
         o["age"] = (o.ordered_at - o.converted_at) // pd.Timedelta(days=30)
         return o.groupby(["cohort", "age"]).customer_id.nunique().unstack("age")
 
-    theirs, expected = _best(recipe)
+    theirs, expected = measure(recipe, REPEAT)
+    # the floor returns the cells with activity; pco every elapsed cell (zeros where nobody was active)
+    pco_cells = summary.cells[summary.cells.elapsed].set_index(["cohort", "age"])
+    floor_cells = cells[cells.elapsed].set_index(["cohort", "age"])
+    assert set(floor_cells.index) <= set(pco_cells.index)
+    assert (pco_cells.drop(floor_cells.index).active == 0).all()
+    pd.testing.assert_frame_equal(pco_cells.loc[floor_cells.index, ["customers", "active", "orders", "revenue"]],
+                                  floor_cells[["customers", "active", "orders", "revenue"]], check_dtype=False,
+                                  rtol=1e-9)
     shared = engine.notna()
     np.testing.assert_array_equal(engine.where(shared).to_numpy(),
                                   expected.reindex_like(engine).fillna(0).where(shared).to_numpy())
-    add_row(table, "cohort retention matrix (monthly)", sample.customers, ours, theirs, "(pandas groupby on orders)")
+    table.add("cohort summary + retention matrix (monthly)", sample.customers, ours, floor, theirs,
+              "pandas groupby on orders")
+    table.floor_target("cohort summary", sample.customers, ours, floor)
 
 
-def test_survival_on_aggregated_counts(sample, table):
-    """Kaplan–Meier by channel and a Cox model (channel, device) for non-contractual churn (90 quiet days):
-    pco aggregates lifetimes in the engine and fits on distinct rows; lifelines fits one row per customer."""
+def test_survival(sample, table):
+    """Non-contractual churn (90 quiet days) by channel × device. Engine step: the lifetimes aggregated to
+    distinct rows, vs its SQL floor. Then Kaplan–Meier by channel and a Cox model (channel, device) on those
+    rows, vs lifelines on one row per customer (made with pandas): the fits alone, and from the files."""
     from lifelines import CoxPHFitter, KaplanMeierFitter
 
+    source, con = data.connect(sample), sql_floor.connect()
 
-    source = data.connect(sample)
+    def lifetimes():
+        return churn.summarize_lifetimes(source, "non_contractual", 90, "order", ["channel", "device"])
 
-    def ours_fn():
-        counts = churn.summarize_lifetimes(source, "non_contractual", 90, "order", ["channel", "device"])
-        curves = kaplan_meier(counts, "channel")
-        return counts, curves, fit_cox(counts, ["channel", "device"])
+    step, counts = measure(lifetimes, REPEAT)
+    floor, floor_counts = measure(lambda: sql_floor.run(con, sql_floor.noncontractual_lifetimes(sample)), REPEAT)
+    pd.testing.assert_frame_equal(counts, floor_counts, check_dtype=False)
+    table.add(f"churn lifetimes, non-contractual ({len(counts):,} distinct rows)", sample.customers, step, floor)
+    table.floor_target("churn lifetimes", sample.customers, step, floor)
 
-    ours, (counts, curves, cox) = _best(ours_fn, repeat=1)
+    fits, (curves, cox) = measure(lambda: (kaplan_meier(counts, "channel"), fit_cox(counts, ["channel", "device"])))
 
-    def recipe():  # one row per customer in pandas, then lifelines
+    def rows():  # the usual way: one row per customer in pandas ...
         c = pd.read_parquet(sample / "customers.parquet", columns=["customer_id", "converted_at", "channel", "device"])
         o = pd.read_parquet(sample / "orders.parquet", columns=["customer_id", "ordered_at"])
         until = max(c.converted_at.max(), o.ordered_at.max())
@@ -91,32 +110,47 @@ def test_survival_on_aggregated_counts(sample, table):
         end = last.where(churned, until)
         c["days"] = (end - c.converted_at).dt.total_seconds() // 86_400 + 1
         c["churned"] = churned.astype(int)
+        return c
+
+    def lifelines_fits(c):  # ... then lifelines on them
         fitters = {k: KaplanMeierFitter().fit(p.days, p.churned) for k, p in c.groupby("channel")}
         design = pd.get_dummies(c[["channel", "device"]]).drop(columns=[f"{k}_{v}" for k, v in cox.reference.items()])
         cph = CoxPHFitter().fit(pd.concat([design.astype(float), c[["days", "churned"]]], axis=1), "days", "churned")
         return fitters, cph
 
-    theirs, (fitters, cph) = _best(recipe, repeat=1)
+    prepare, per_customer = measure(rows, REPEAT)
+    theirs, (fitters, cph) = measure(lambda: lifelines_fits(per_customer))
     for name, kmf in fitters.items():
         np.testing.assert_allclose(curves.fitters[name].survival_function_.iloc[:, 0].to_numpy(),
                                    kmf.survival_function_.iloc[:, 0].to_numpy(), rtol=1e-9)
     ours_beta = cox.params.rename(lambda n: n.replace("=", "_"))
     np.testing.assert_allclose(ours_beta[cph.params_.index], cph.params_, atol=1e-4)
-    add_row(table, f"Kaplan–Meier + Cox, non-contractual churn ({len(counts):,} distinct rows)", sample.customers,
-            ours, theirs, "(pandas + lifelines, one row per customer)")
+    n = sample.customers
+    table.add("Kaplan–Meier + Cox fits (pco on the distinct rows)", n, fits, None, theirs,
+              "lifelines, one row per customer")
+    table.target("survival fits (KM + Cox): lifelines ÷ pco", n, theirs.wall / fits.wall, 5, "×", at_most=False)
+    ours, peer = (Timing(a.wall + b.wall, a.cpu + b.cpu) for a, b in ((step, fits), (prepare, theirs)))
+    table.add("Kaplan–Meier + Cox from the files (lifetimes + fits)", n, ours, None, peer,
+              "pandas + lifelines, one row per customer")
+    table.target("survival from the files: pandas + lifelines ÷ pco", n, peer.wall / ours.wall, 5, "×",
+                 at_most=False)
 
 
-def test_ab_readout_from_sufficient_statistics(sample, table):
-    """The experiment readout: per-arm sums from the engine, Welch from them; vs one row per customer in pandas
-    and scipy's Welch test."""
+def test_experiment(sample, table):
+    """Engine step: the per-arm sufficient statistics (summarize_experiment) vs their SQL floor. Then the
+    revenue readout (read_experiment: sums, Welch) vs one row per customer in pandas and scipy's Welch test."""
     from scipy import stats
 
-    source = data.connect(sample)
+    source, con = data.connect(sample), sql_floor.connect()
+    step, arms = measure(lambda: experiments.summarize_experiment(source, "onboarding_email", 30), REPEAT)
+    floor, floor_arms = measure(lambda: sql_floor.run(con, sql_floor.experiment_arms(sample, "onboarding_email")),
+                                REPEAT)
+    pd.testing.assert_frame_equal(arms, floor_arms[list(arms.columns)], check_dtype=False, rtol=1e-9)
+    table.add("experiment arms (per-arm sums, 30 days)", sample.customers, step, floor)
+    table.floor_target("experiment arms", sample.customers, step, floor)
 
-    def ours_fn():
-        return experiments.read_experiment(source, "onboarding_email", ["revenue"], window_days=30)
-
-    ours, readout = _best(ours_fn, repeat=1)
+    ours, readout = measure(lambda: experiments.read_experiment(source, "onboarding_email", ["revenue"],
+                                                                window_days=30))
 
     def recipe():
         a = pd.read_parquet(sample / "assignments.parquet").query("experiment_id == 'onboarding_email'")
@@ -128,42 +162,74 @@ def test_ab_readout_from_sufficient_statistics(sample, table):
         return stats.ttest_ind(per.revenue[per.variant == "treatment"], per.revenue[per.variant == "control"],
                                equal_var=False)
 
-    theirs, test = _best(recipe, repeat=1)
+    theirs, test = measure(recipe)
     effect = readout.effects.set_index("metric").loc["revenue"]
     assert effect.p_value == pytest.approx(test.pvalue, rel=1e-6)
-    add_row(table, "A/B readout (revenue, 30 days)", sample.customers, ours, theirs,
-            "(pandas + scipy, one row per customer)")
+    table.add("A/B readout (revenue, 30 days), from the files", sample.customers, ours, None, theirs,
+              "pandas + scipy, one row per customer")
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants, in bytes (shared pages count once per process,
+    so this errs high)."""
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:  # ended between the listing and the reading
+            pass
+    return total
 
 
 def test_every_report_end_to_end(sample, table):
-    """Every scheduled report through `pco run-all` on this sample, one at a time. Peak memory comes from a
-    small wrapper process, so it is that of pco and its report kernels, not of this test process."""
-    import json
-    import subprocess
-    import sys
-
+    """Every scheduled report through `pco run-all` on this sample, PCO_BENCH_JOBS at a time (default 2, as
+    `make report`). Peak memory: the whole process tree (pco, its workers and the report kernels), sampled
+    every 0.1 s; CPU: that of the finished process tree (getrusage of the children)."""
     import yaml
 
     from pco_lib.report import list_runs
 
     root = Path(__file__).parents[2]
+    jobs = int(os.environ.get("PCO_BENCH_JOBS", "2"))
     runs = yaml.safe_load((root / "reports" / "schedule.yml").read_text())["runs"]
     schedule = sample.parent / "schedule.yml"
     schedule.write_text(yaml.safe_dump({"runs": [{**r, "data": str(sample)} for r in runs]}))
     out = sample.parent / "reports"
-    pco = Path(sys.executable).parent / "pco"
-    wrapper = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+    command = [sys.executable, "-m", "pco_lib.cli", "run-all", "--schedule", str(schedule), "--out", str(out),
+               "-q", "--jobs", str(jobs)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", wrapper, str(pco), "run-all", "--schedule", str(schedule),
-                           "--out", str(out), "-q"], capture_output=True, text=True)
-    total = time.perf_counter() - t0
-    assert done.returncode == 0, done.stdout + done.stderr
-    peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, watched = 0, psutil.Process(process.pid)
+
+    def sample_memory():
+        nonlocal peak
+        while process.poll() is None:
+            try:
+                peak = max(peak, _tree_rss(watched))
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample_memory)
+    sampler.start()
+    output = process.communicate()[0]
+    sampler.join()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert process.returncode == 0, output
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    customers = sample.customers
     for run in sorted(list_runs(out), key=lambda r: r["started_at"]):
         manifest = json.loads((out / run["folder"] / "manifest.json").read_text())
         which = manifest["parameters"].get("experiment_id")
-        add_row(table, f"report {manifest['report']}{f' ({which})' if which else ''} end to end", sample.customers,
-                manifest["duration_s"])
-    add_row(table, f"all {len(runs)} scheduled reports, pco run-all (peak memory {peak_mb:,.0f} MB)",
-            sample.customers, total)
+        name = f"report {manifest['report']}{f' ({which})' if which else ''}"
+        table.add(f"{name} end to end", customers, Timing(manifest["duration_s"], float("nan")))
+        table.target(f"{name}: wall", customers, manifest["duration_s"], 30, "s")
+    peak_gb = peak / 1e9
+    table.add(f"all {len(runs)} scheduled reports, pco run-all --jobs {jobs} (peak memory of the process tree "
+              f"{peak_gb:.2f} GB)", customers, Timing(wall, cpu))
+    table.target(f"all {len(runs)} scheduled reports: wall", customers, wall, 180, "s")
+    big = customers > 1_000_000
+    table.target("peak memory of the process tree (run-all)", customers, peak_gb, 8 if big else 4, "GB",
+                 set_for=10_000_000 if big else 1_000_000)
