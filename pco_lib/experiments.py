@@ -62,13 +62,24 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     statistics of every metric, for customers whose window has fully elapsed.
 
     A window longer than the data is not an error: nobody is counted yet (n = 0) and :func:`analyze` says
-    "keep running". Columns: variant, assigned (all assigned customers), first_assigned (the arm's first
-    assignment), n (customers counted), and for each metric m
+    "keep running". Columns: (segment,) variant, assigned (all assigned customers), first_assigned (the arm's
+    first assignment), n (customers counted), and for each metric m
     ``m_sum``, ``m_sumsq``; for revenue_per_order also ``orders_sum``, ``orders_sumsq`` and
     ``revenue_orders_sum`` (Σ revenue·orders per customer, the cross-product for the covariance); for
     CUPED, ``pre_sum``/``pre_sumsq`` of the pre-assignment covariate (revenue of orders at or before
     assignment, i.e. the converting order) and ``m_pre_sum`` (Σ m·pre).
+
+    A report that needs several breakdowns reads the engine once with :func:`summarize_experiment_by` and
+    takes each with :func:`roll_up` (the statistics are sums, so they add up exactly).
     """
+    return roll_up(summarize_experiment_by(source, experiment_id, window_days, [segment] if segment else []),
+                   segment)
+
+
+def summarize_experiment_by(source: DataSource, experiment_id: str, window_days: int = 30,
+                            columns: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """:func:`summarize_experiment`'s statistics in one engine query for every combination of ``columns``
+    (customer columns and/or ``"assignment_week"``) × arm: one column per breakdown, named as given."""
     a = source.table("assignments")
     a = a.filter(a.experiment_id == experiment_id)
     known = a.count().to_pandas()
@@ -83,19 +94,21 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     window = pd.Timedelta(days=window_days)
     # a window longer than the data is not an error: no customer is counted yet (n = 0), and the readout
     # says "keep running" with the date the first window ends (analyze)
-    keys = ["variant"]
-    if segment == ASSIGNMENT_WEEK:
-        a = a.mutate(segment=a.assigned_at.truncate("W").cast("string"))
-        keys = ["segment", "variant"]
-    elif segment:
+    columns = list(dict.fromkeys(columns))
+    names = {c: f"_by{i}" for i, c in enumerate(columns)}  # engine names: a column may be called "variant"
+    if ASSIGNMENT_WEEK in names:
+        a = a.mutate(**{names[ASSIGNMENT_WEEK]: a.assigned_at.truncate("W").cast("string")})
+    wanted = [c for c in columns if c != ASSIGNMENT_WEEK]
+    if wanted:
         customers = source.table("customers")
-        if segment not in customers.columns:
-            raise DataError(f"customers has no column {segment!r} to break the experiment down by; its columns "
-                            f"are {', '.join(customers.columns)}")
+        for c in wanted:
+            if c not in customers.columns:
+                raise DataError(f"customers has no column {c!r} to break the experiment down by; its columns "
+                                f"are {', '.join(customers.columns)}")
         seg = customers.select(customer_id=customers.customer_id,
-                               segment=customers[segment].cast("string").fill_null(MISSING))
+                               **{names[c]: customers[c].cast("string").fill_null(MISSING) for c in wanted})
         a = a.join(seg, "customer_id")
-        keys = ["segment", "variant"]
+    keys = [*names.values(), "variant"]
     sizes = a.group_by(keys).aggregate(assigned=a.count(), first_assigned=a.assigned_at.min())
     mature = a.filter(a.assigned_at + window <= until)
     j = mature.left_join(o, mature.customer_id == o.customer_id)
@@ -122,7 +135,23 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     frame = frame.to_pandas()
     for col in ["assigned", *agg]:  # arms nobody in is counted yet come back null (all None: object dtype)
         frame[col] = pd.to_numeric(frame[col]).fillna(0)
-    return frame.sort_values(keys).reset_index(drop=True)
+    frame = frame.rename(columns={v: k for k, v in names.items()})
+    return frame.sort_values([*columns, "variant"]).reset_index(drop=True)
+
+
+def roll_up(summary: pd.DataFrame, segment: str | None = None) -> pd.DataFrame:
+    """:func:`summarize_experiment`'s frame (per arm, or per ``segment`` × arm as column ``segment``) from
+    the finer frame of :func:`summarize_experiment_by`: counts and sums added, first_assigned the earliest."""
+    keys = ([segment] if segment else []) + ["variant"]
+    sums = [c for c in summary.columns if c in ("assigned", "n") or c.endswith(("_sum", "_sumsq"))]
+    out = (summary.groupby(keys, sort=True, dropna=False)
+           .agg(**{c: (c, "sum") for c in sums}, first_assigned=("first_assigned", "min"))
+           .reset_index())
+    if segment:
+        out = out.rename(columns={segment: "segment"})
+    order = (["segment"] if segment else []) + ["variant", "assigned", *[c for c in sums if c != "assigned"],
+                                                "first_assigned"]
+    return out[order]
 
 
 RETAINED_LOOKBACK_DAYS = 7
@@ -535,9 +564,11 @@ def churn_effects(counts: pd.DataFrame, control: str, alpha: float = 0.05) -> li
 def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], window_days: int = 30,
                     alpha: float = 0.05, correction: str = "holm", guardrails: dict[str, float] | None = None,
                     prior_sd: float = 0.0, sequential: bool = False, use_cuped: bool = False,
-                    min_effect: float = DEFAULT_MIN_EFFECT) -> Readout:
-    """Summarize in the engine and analyze: the one call a notebook makes."""
-    arms = summarize_experiment(source, experiment_id, window_days)
+                    min_effect: float = DEFAULT_MIN_EFFECT, arms: pd.DataFrame | None = None) -> Readout:
+    """Summarize in the engine and analyze: the one call a notebook makes (``arms``: the per-arm summary when
+    the report already has it, e.g. ``roll_up`` of :func:`summarize_experiment_by`)."""
+    if arms is None:
+        arms = summarize_experiment(source, experiment_id, window_days)
     weights = planned_weights(source, experiment_id)
     first, last = assignment_period(source, experiment_id)
     readout = analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,

@@ -642,3 +642,20 @@ def test_effects_are_shown_in_each_metrics_unit(monkeypatch):
     assert shown.relative.tolist() == table.relative.tolist()  # relative lifts keep their own format
     one = experiments.in_units(table[["control_mean"]].iloc[:1], "repeat")
     assert one.control_mean.tolist() == ["45.4%"]
+
+
+def test_one_engine_summary_adds_up_to_every_breakdown(business):
+    """The report reads the engine once (arm × week × device × channel) and adds the rows up for each view:
+    equal to summarizing each breakdown in its own engine query (a different grouping in SQL)."""
+    from pco_lib.experiments import roll_up, summarize_experiment_by
+
+    _, source = business
+    fine = summarize_experiment_by(source, "onboarding_email", 30, ["assignment_week", "device", "channel"])
+    assert len(fine) > 2 * fine.assignment_week.nunique()  # really finer than week × arm
+    for segment in (None, "device", "assignment_week"):
+        direct = summarize_experiment(source, "onboarding_email", 30, segment=segment)
+        rolled = roll_up(fine, segment)
+        assert list(rolled.columns) == list(direct.columns)
+        pd.testing.assert_frame_equal(rolled, direct, check_exact=False, rtol=1e-12, check_dtype=False)
+    shuffled = fine.sample(frac=1, random_state=1).reset_index(drop=True)  # row order does not matter
+    pd.testing.assert_frame_equal(roll_up(shuffled, "device"), roll_up(fine, "device"), rtol=1e-12)
