@@ -444,3 +444,24 @@ def test_the_index_filters_runs_by_status(toy_notebooks, tmp_path):
     assert "data-filter='succeeded'" in page and ">Succeeded (1)" in page and ">Failed (1)" in page
     assert page.count("<tr data-status='succeeded'") == 1 and page.count("<tr data-status='failed'") == 1
     assert "<script>" in page and "row.hidden" in page and "<script src=" not in page
+
+
+def test_the_index_filter_buttons_work_in_a_browser(toy_notebooks, tmp_path, browser):
+    from pco_lib.report import run_report, write_index
+
+    if browser is None:
+        pytest.skip("no browser")
+    out = tmp_path / "reports"
+    run_report("toy", out_dir=out, nb_dir=toy_notebooks, params={"value": 3})
+    run_report("toy", out_dir=out, nb_dir=toy_notebooks, params={"fail": True}, name="toy_bad")
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    page.goto(write_index(out).as_uri())
+    visible = "[...document.querySelectorAll('tr[data-status]')].filter(r => !r.hidden).map(r => r.dataset.status)"
+    assert sorted(page.evaluate(visible)) == ["failed", "succeeded"]
+    page.click("button[data-filter='failed']")
+    assert page.evaluate(visible) == ["failed"]
+    assert page.get_attribute("button[data-filter='failed']", "aria-pressed") == "true"
+    page.click("button[data-filter='all']")
+    assert sorted(page.evaluate(visible)) == ["failed", "succeeded"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.close()
