@@ -234,3 +234,19 @@ def test_sample_subscription_retention_matches_a_direct_count(business):
     n = (c.converted_at.dt.tz_localize(None).dt.to_period("M").dt.to_timestamp() == cohort).sum()
     assert summary.matrix("retention").loc[cohort, 1] == pytest.approx(s[live].customer_id.nunique() / n, abs=1e-12)
     assert summary.matrix("retention").loc[cohort, 0] == pytest.approx(s.customer_id.nunique() / n, abs=1e-12)
+
+
+def test_the_report_reads_the_engine_once_overall_is_the_segments_added_up(business):
+    """cohort_retention summarizes by segment and takes the overall views from combined(): every cell, size
+    and matrix equals the overall summary's own engine query (each customer is in one segment)."""
+    _, customers, activity, _ = business
+    overall = summarize_cohorts(customers, activity, "month", horizon=12)
+    combined = summarize_cohorts(customers, activity, "month", segment="channel", horizon=12).combined()
+    keys = ["cohort", "age"]
+    columns = ["cohort", "age", "customers", "active", "orders", "revenue", "elapsed"]
+    left, right = (s.cells[columns].sort_values(keys).reset_index(drop=True) for s in (overall, combined))
+    pd.testing.assert_frame_equal(left, right, check_dtype=False)
+    pd.testing.assert_series_equal(overall.sizes(), combined.sizes(), check_dtype=False)
+    for value in ("retention", "revenue_retention", "orders_per_customer"):
+        pd.testing.assert_frame_equal(overall.matrix(value, min_cell_size=10), combined.matrix(value, min_cell_size=10))
+    assert overall.notes == combined.notes
