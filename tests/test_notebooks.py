@@ -114,7 +114,7 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, 
         assert "<details class=\"pco-details\"><summary>" in html and "(for analysts)</summary>" in html
     css = sum(len(block) for block in re.findall(r"<style[^>]*>(.*?)</style>", html, re.S))
     assert css < 50_000, f"{css:,} characters of CSS: JupyterLab's unused rules are back (they were 240,000)"
-    assert len(html.encode()) < 700_000, "the page is heavier than it needs to be"
+    assert len(html.encode()) < 500_000, "the page is heavier than it needs to be (issue 16: ≤ 500 kB)"
 
 
 @pytest.mark.slow

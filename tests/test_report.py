@@ -458,3 +458,17 @@ def test_the_index_filters_runs_by_status(toy_notebooks, tmp_path, browser):
     assert sorted(page.evaluate(visible)) == ["failed", "succeeded"]
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.close()
+
+
+def test_dollar_amounts_in_a_summary_are_money_not_latex(monkeypatch):
+    """Two "$" in one Markdown line are a LaTeX formula to nbconvert: the summary showed "**+$7.40**"."""
+    import IPython.display
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    from pco_lib.report import summary_box
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    summary_box(["Revenue: $25.91 vs $33.31, a change of **+$7.40** (interval +$4.19 to +$10.61)."])
+    html = markdown2html_mistune(shown[0].data)
+    assert "<strong>+$7.40</strong>" in html and "$25.91 vs $33.31" in html and "**" not in html

@@ -126,11 +126,17 @@ def record_headlines(items: list[tuple], hidden: dict[str, Any] | None = None) -
     display(HTML(f"<div class='pco-headlines'>{''.join(cards)}</div>"))
 
 
+def _no_math(markdown: str) -> str:
+    """Markdown whose dollar signs are money, not LaTeX: two "$" in a line would become a formula (and
+    "**+$7.40**" stars on the page)."""
+    return re.sub(r"(?<!\\)\$", r"\\$", markdown)
+
+
 def summary_box(points: list[str], title: str | None = None) -> None:
     """The plain-language summary at the top of a report, as a highlighted box (Markdown allowed)."""
     from IPython.display import Markdown, display
 
-    body = "\n".join(f"- {p}" for p in points)
+    body = "\n".join(f"- {_no_math(p)}" for p in points)
     heading = f"**{title}**\n\n" if title else ""
     display(Markdown(f"<div class='pco-summary' style='border-left:4px solid #0969da;background:#f1f8ff;"
                      f"padding:8px 16px;margin:8px 0'>\n\n{heading}{body}\n\n</div>"))

@@ -329,7 +329,9 @@ def _execute(report, name, notebook, staging, values, full, plan, fingerprint, p
             pm.execute_notebook(
                 str(notebook), str(executed), parameters=values, kernel_name="python3", cwd=str(staging),
                 progress_bar=progress, log_output=False, report_mode=False, config=config,
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP without encryption"
+                # the kernel's own log is not the report's: at shutdown it may log "KeyboardInterrupt caught
+                # in kernel" as an ERROR into pco's output, which a scheduler would read as a failure
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
     except pm.PapermillExecutionError as exc:
         status = "failed"
