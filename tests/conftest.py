@@ -107,6 +107,13 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture
+def offline_page():
+    """:func:`open_offline`, for the tests (a test module cannot ``from conftest import``: tests/benchmarks has a
+    conftest.py of its own, and whichever was imported last is the module named ``conftest``)."""
+    return open_offline
+
+
 def open_offline(browser, html: Path, screenshot: Path | None = None) -> dict:
     """Load a report in the browser with the network cut off: every request other than the file itself is
     aborted and recorded. Returns the console messages, page errors, failed and outside requests, the number

@@ -10,7 +10,6 @@ from functools import cache
 
 import pandas as pd
 import pytest
-from conftest import open_offline
 
 from pco_lib.report import list_reports, run_report
 
@@ -80,7 +79,7 @@ def test_every_report_has_a_contract_entry():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("report", sorted(NON_DEFAULT))
-def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, browser, report_run):
+def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, browser, report_run, offline_page):
     result = report_run(report, non_default=True)
     assert result.ok, result.error
     results = json.loads((result.folder / "results.json").read_text())
@@ -93,7 +92,7 @@ def test_report_runs_with_non_default_parameters(report, tiny_sample, tmp_path, 
     assert "pco-summary" in html, "the report has no summary box"
     assert "<script src=" not in html, "the report loads a script"
     if browser is not None:  # always in CI (PCO_REQUIRE_BROWSER)
-        seen = open_offline(browser, result.folder / "report.html", tmp_path / f"{report}.png")
+        seen = offline_page(browser, result.folder / "report.html", tmp_path / f"{report}.png")
         assert seen["outside"] == [], "the report asks for something on the network"
         assert seen["failed"] == [] and seen["errors"] == []
         assert [m for m in seen["console"] if m.startswith(("error", "warning"))] == []
@@ -166,13 +165,13 @@ def test_churn_survival_writes_scores_beside_the_report_and_never_into_the_html(
         assert hr["ci_low"] <= hr["hazard_ratio"] <= hr["ci_high"]
 
 
-def test_the_browser_check_catches_a_page_that_needs_the_network(tmp_path, browser):
+def test_the_browser_check_catches_a_page_that_needs_the_network(tmp_path, browser, offline_page):
     if browser is None:
         pytest.skip("no browser here")
     page = tmp_path / "cdn.html"
     page.write_text("<html><head><title>x</title><script src='https://cdn.example.org/lib.js'></script></head>"
                     "<body><div class='pco-summary'>s</div><script>console.error('boom')</script></body></html>")
-    seen = open_offline(browser, page)
+    seen = offline_page(browser, page)
     assert seen["outside"] == ["https://cdn.example.org/lib.js"] and any("boom" in m for m in seen["console"])
 
 

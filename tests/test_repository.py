@@ -11,9 +11,10 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from conftest import ROOT
 
 from pco_lib.report import list_reports, read_schedule
+
+ROOT = Path(__file__).resolve().parents[1]  # not from conftest: tests/benchmarks has a conftest.py of its own
 
 
 def _normalize(requirement: str) -> tuple[str, str]:
@@ -108,3 +109,11 @@ def test_statistics_import_nothing_of_pco_lib_outside_stats():
                 absolute = (node.module or "").startswith("pco_lib") and not node.module.startswith("pco_lib.stats")
                 escapes = node.level > path.relative_to(ROOT / "pco_lib" / "stats").as_posix().count("/") + 1
                 assert not (absolute or escapes), f"{path.name} imports {'.' * node.level}{node.module}"
+
+
+def test_no_test_module_imports_conftest_by_name():
+    """Two conftest.py files (tests/ and tests/benchmarks/): `from conftest import` gets whichever pytest loaded
+    last, so a test that works alone fails in the whole suite (it did: ImportError on ROOT)."""
+    offenders = [p.name for p in (ROOT / "tests").rglob("*.py")
+                 if re.search(r"^\s*(from conftest import|import conftest)", p.read_text(), re.M)]
+    assert offenders == []

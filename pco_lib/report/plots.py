@@ -294,7 +294,7 @@ def survival_curves(curves: pd.DataFrame, title: str = "Still active", xlabel: s
     ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=0))
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), xlim=(0, _last_change(curves, horizon)))
     if curves.segment.nunique() > 1:
-        ax.legend(loc="upper right")
+        ax.legend(loc="lower left")  # survival starts high at the left: that corner stays empty
     fig.tight_layout()
     return fig
 
