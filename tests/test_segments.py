@@ -508,3 +508,5 @@ def test_contact_advice_groups_segments_by_their_contact_day():
     assert _contact_advice(gaps) == ("**day 7** after the last order for email and organic (they usually buy again "
                                      "after 13–14 days); **day 10** for social (21 days)")
     assert lc.measure_label("revenue_30d") == "revenue in the first 30 days"
+    everybody = pd.DataFrame({"segment": ["all"], "median_days": [34.0], "contact_day": [20.0]})  # no segment
+    assert _contact_advice(everybody) == "**day 20** after the last order (customers usually buy again after 34 days)"

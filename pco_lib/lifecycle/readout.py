@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..data.currencies import money
 from ..data.privacy import DEFAULT_MIN_CELL_SIZE
-from .common import SegmentError, _day
+from .common import ALL, SegmentError, _day
 from .lookalike import Lookalike, lookalike
 from .rfm import SegmentProfile, measure_label, profile_top_segment, rfm_grid, rfm_segments
 from .stages import StageRules, Transitions, stage_counts, stage_transitions
@@ -110,6 +110,10 @@ def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None
 def _contact_advice(gaps: pd.DataFrame) -> str:
     """Segments grouped by their contact day: "**day 7** after the last order for email and organic (they
     usually buy again after 13–14 days); **day 9** for paid_search (18 days)"."""
+    if len(gaps) == 1 and str(gaps.segment.iloc[0]) == ALL:  # no segment: one piece of advice for everybody
+        row = gaps.iloc[0]
+        return (f"**day {row.contact_day:.0f}** after the last order (customers usually buy again after "
+                f"{row.median_days:.0f} days)")
     parts = []
     for i, (day, rows) in enumerate(gaps.groupby("contact_day", sort=True)):
         names = rows.segment.astype(str).tolist()
