@@ -105,9 +105,10 @@ def summarize_experiment_by(source: DataSource, experiment_id: str, window_days:
             if c not in customers.columns:
                 raise DataError(f"customers has no column {c!r} to break the experiment down by; its columns "
                                 f"are {', '.join(customers.columns)}")
-        seg = customers.select(customer_id=customers.customer_id,
+        seg = customers.select(_cid=customers.customer_id,
                                **{names[c]: customers[c].cast("string").fill_null(MISSING) for c in wanted})
-        a = a.join(seg, "customer_id")
+        j = a.left_join(seg, a.customer_id == seg._cid)  # an assignment keeps counting without a customer row
+        a = j.select(*[j[c] for c in a.columns], **{names[c]: j[names[c]].fill_null(MISSING) for c in wanted})
     keys = [*names.values(), "variant"]
     sizes = a.group_by(keys).aggregate(assigned=a.count(), first_assigned=a.assigned_at.min())
     mature = a.filter(a.assigned_at + window <= until)

@@ -660,3 +660,23 @@ def test_one_engine_summary_adds_up_to_every_breakdown(business):
         pd.testing.assert_frame_equal(rolled, direct, check_exact=False, rtol=1e-12, check_dtype=False)
     shuffled = fine.sample(frac=1, random_state=1).reset_index(drop=True)  # row order does not matter
     pd.testing.assert_frame_equal(roll_up(shuffled, "device"), roll_up(fine, "device"), rtol=1e-12)
+
+
+def test_a_breakdown_does_not_drop_assignments_without_a_customer_row(business, tmp_path):
+    """Breaking down by a customer column joins customers: an assigned customer missing from that table (the
+    checks stop a scheduled run on it, JupyterLab does not) keeps counting in the arms, under "(missing)"."""
+    import shutil
+
+    from pco_lib.experiments import roll_up, summarize_experiment_by
+
+    _, source = business
+    folder = tmp_path / "s"
+    shutil.copytree(source.data_dir, folder)
+    assigned = pd.read_parquet(folder / "assignments.parquet").query("experiment_id == 'onboarding_email'")
+    customers = pd.read_parquet(folder / "customers.parquet")
+    customers[~customers.customer_id.isin(assigned.customer_id.iloc[:5])].to_parquet(folder / "customers.parquet")
+    fewer = data.connect(folder)
+    fine = summarize_experiment_by(fewer, "onboarding_email", 30, ["device"])
+    pd.testing.assert_frame_equal(roll_up(fine), summarize_experiment(fewer, "onboarding_email", 30),
+                                  check_exact=False, rtol=1e-12, check_dtype=False)
+    assert fine.loc[fine.device == "(missing)", "assigned"].sum() == 5
