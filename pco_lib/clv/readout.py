@@ -212,7 +212,7 @@ def validation_period(readout: ClvReadout) -> str:
             f"the calibration end, to {val.holdout_end}.")
 
 
-def _simple_vs_model(readout: ClvReadout) -> str:
+def _simple_vs_model(readout: ClvReadout, horizon: str) -> str:
     """Why the back-of-the-envelope figure and the model's differ: another question (a whole lifetime from
     the first order, undiscounted, at today's buying rate) — and the model's answer to that same question."""
     s = readout.simple.table.iloc[0]
@@ -221,7 +221,7 @@ def _simple_vs_model(readout: ClvReadout) -> str:
     times = f"{ratio:.1f}× the model's {money(mean)} " if np.isfinite(ratio) and ratio >= 1.5 else ""
     text = (f"It is {times}because it asks another question: a whole expected lifetime of "
             f"{s.years_as_customer:.1f} years from the first order, undiscounted, at the average customer's "
-            f"buying rate so far; the model values each customer from today, over {readout.horizon_days} days, "
+            f"buying rate so far; the model values each customer from today, over the next {horizon}, "
             "discounted, knowing who has probably stopped buying.")
     if np.isfinite(readout.model_over_simple_years):
         text += (f" Asked the formula's question (the next {s.years_as_customer:.1f} years, undiscounted), the "
@@ -260,7 +260,7 @@ def summary_points(readout: ClvReadout) -> list[str]:
                       f"{val.mae:.2f} purchases).")
     s = readout.simple.table.iloc[0]
     points.append(f"Back of the envelope: {money(s.aov, ',.2f')} per order × {s.orders_per_year:.2f} orders a year × "
-                  f"{s.years_as_customer:.1f} years ≈ {money(s.value)} per customer. {_simple_vs_model(readout)}")
+                  f"{s.years_as_customer:.1f} years ≈ {money(s.value)} per customer. {_simple_vs_model(readout, horizon)}")
     if readout.contractual is not None:
         best = readout.contractual.sort_values("value", ascending=False).iloc[0]
         points.append(f"Subscriptions: a new **{best.plan}** subscriber is worth about {money(best.value)} "
