@@ -305,7 +305,8 @@ class InterruptedTimeSeries:
 
 def interrupted_time_series(weekly: pd.DataFrame, change_date, alpha: float = 0.05) -> InterruptedTimeSeries:
     """Fit the segmented regression on the weekly cohorts of :func:`summarize_change_window`."""
-    import statsmodels.api as sm
+    from statsmodels.regression.linear_model import WLS  # not statsmodels.api: it imports all of statsmodels
+    from statsmodels.tools import add_constant
 
     change = _naive(change_date)
     cohorts = weekly[["week", "customers"]].assign(retention=weekly.retained / weekly.customers)
@@ -315,8 +316,8 @@ def interrupted_time_series(weekly: pd.DataFrame, change_date, alpha: float = 0.
     if min(n_before, n_after) < 3:
         raise CohortError(f"the cohort regression needs at least 3 weekly cohorts on each side of the change "
                          f"(found {n_before} before, {n_after} after)")
-    X = sm.add_constant(cohorts[["week", "after", "week_after"]].astype(float))
-    fit = sm.WLS(cohorts.retention, X, weights=cohorts.customers).fit(cov_type="HC1")
+    X = add_constant(cohorts[["week", "after", "week_after"]].astype(float))
+    fit = WLS(cohorts.retention, X, weights=cohorts.customers.to_numpy(float)).fit(cov_type="HC1")
     low, high = fit.conf_int(alpha).loc["after"]
     cohorts["fitted"] = fit.fittedvalues
     cohorts["cohort"] = change + pd.to_timedelta(cohorts.week * 7, unit="D")

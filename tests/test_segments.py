@@ -510,3 +510,30 @@ def test_contact_advice_groups_segments_by_their_contact_day():
     assert lc.measure_label("revenue_30d") == "revenue in the first 30 days"
     everybody = pd.DataFrame({"segment": ["all"], "median_days": [34.0], "contact_day": [20.0]})  # no segment
     assert _contact_advice(everybody) == "**day 20** after the last order (customers usually buy again after 34 days)"
+
+
+def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tiny_sample, monkeypatch):
+    """analyze() keeps the purchase days, RFM scores and early behaviour as engine temp tables, one each (they
+    were recomputed from the orders 10×, 4× and 2×); every section equals the function called on its own."""
+    source = data.connect(tiny_sample)
+    c, o = source.table("customers"), source.table("orders")
+    backend = type(o._find_backend())
+    made = []
+    create = backend._create_cached_table
+    monkeypatch.setattr(backend, "_create_cached_table",
+                        lambda self, name, expr: made.append(sorted(expr.columns)) or create(self, name, expr))
+    readout = lc.analyze(source, as_of="2026-05-31", segment="channel")
+    assert sorted(map(tuple, made)) == sorted([
+        ("customer_id", "day", "orders", "revenue"),
+        ("customer_id", "f_score", "frequency", "m_score", "monetary", "r_score", "recency_days", "segment"),
+        ("channel", "converted", "customer_id", "device", "events_30d", "orders_30d", "revenue_30d")])
+    monkeypatch.setattr(backend, "_create_cached_table", create)
+    day, events = readout.as_of, source.table("events")
+    pd.testing.assert_frame_equal(readout.rfm, lc.rfm_segments(o, day))
+    pd.testing.assert_frame_equal(readout.stages_by_segment, lc.stage_counts(c, o, day, by="channel"))
+    alone = lc.lookalike(c, o, day, events=events, categorical=["channel", "device"])
+    assert readout.lookalike.auc == alone.auc
+    pd.testing.assert_frame_equal(readout.lookalike.coefficients, alone.coefficients)
+    profile = lc.profile_top_segment(c, o, day, categories=["channel", "device"], events=events)
+    pd.testing.assert_frame_equal(readout.profile.measures, profile.measures)
+    assert o._find_backend()._cache_op_to_entry == {}  # the temp tables are dropped when analyze() ends

@@ -17,7 +17,8 @@ Group tables hide cells describing fewer than ``min_cell_size`` customers (NaN a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import ibis
 import pandas as pd
@@ -75,8 +76,38 @@ def _customers(customers, by: Sequence[str] = ()) -> ibis.Table:
     return c.mutate(customer_id=c.customer_id.cast("string"), _conv=_date(c.converted_at))
 
 
-def _purchase_days(orders, as_of: dt.date) -> ibis.Table:
-    """Distinct (customer_id, day) with the day's orders and revenue, on or before ``as_of``.
+_KEPT: list[list[ibis.Table]] = []  # the views kept by each open shared_views(), innermost last
+
+
+@contextmanager
+def shared_views() -> Iterator[None]:
+    """Inside, the per-customer views that one report asks for many times are computed once and kept as
+    engine temp tables until the block ends: purchase days (asked for 10× by lifecycle_segments), RFM scores
+    (4×) and early behaviour (2×). A view is found again by its expression (Ibis keys ``Table.cache()`` on
+    it), so views of pandas frames, which become a new memtable on each call, are computed each time but
+    still right. Stage tables are not kept: at a million customers each held ~0.6 GB of engine memory for a
+    saving of seconds (peak RSS 2.2 → 4.1 GB when they were)."""
+    kept: list[ibis.Table] = []
+    _KEPT.append(kept)
+    try:
+        yield
+    finally:
+        _KEPT.pop()
+        for view in kept:
+            view.release()
+
+
+def _shared(view: ibis.Table) -> ibis.Table:
+    """``view`` as a temp table inside :func:`shared_views` (computed on first use), else ``view`` itself."""
+    if not _KEPT:
+        return view
+    cached = view.cache()
+    _KEPT[-1].append(cached)
+    return cached
+
+
+def _purchase_days(orders, as_of: dt.date | None = None) -> ibis.Table:
+    """Distinct (customer_id, day) with the day's orders and revenue (on or before ``as_of``, when given).
 
     Revenue is a decimal with 6 places, so sums over it are exact: the engine's parallel float sums would
     differ in the last bits from run to run and move customers across rank boundaries (VIP, RFM scores).
@@ -84,8 +115,8 @@ def _purchase_days(orders, as_of: dt.date) -> ibis.Table:
     o = _table(orders, "orders", ["customer_id", "ordered_at", "revenue"])
     o = o.select(customer_id=o.customer_id.cast("string"), day=_date(o.ordered_at),
                  revenue=o.revenue.cast("decimal(38, 6)"))
-    o = o.filter(o.day <= ibis.literal(as_of))
-    return o.group_by(["customer_id", "day"]).aggregate(orders=o.count(), revenue=o.revenue.sum())
+    p = _shared(o.group_by(["customer_id", "day"]).aggregate(orders=o.count(), revenue=o.revenue.sum()))
+    return p if as_of is None else p.filter(p.day <= ibis.literal(as_of))
 
 
 def _complete(e: ibis.Table, day: dt.date, days: int) -> ibis.Value:

@@ -123,7 +123,8 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
     the oldest ``train_share`` of them (by conversion day) train the model, the newer ones are the holdout.
     Customers converted within the last ``recent_days`` are scored.
     """
-    import statsmodels.api as sm
+    from statsmodels.genmod.families import Binomial  # not statsmodels.api: it imports all of statsmodels (0.7 s)
+    from statsmodels.genmod.generalized_linear_model import GLM
 
     min_cell = _min_cell(min_cell_size)
     if not 0 < train_share < 1:
@@ -152,7 +153,7 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
     x = _design(train, numeric, levels)
     x = x.loc[:, (x != 0).any() | (x.columns == "const")]
     try:
-        fit = sm.GLM(train["label"].astype(float), x, family=sm.families.Binomial()).fit()
+        fit = GLM(train["label"].astype(float), x, family=Binomial()).fit()
     except Exception as exc:  # perfect separation, singular design: say so plainly
         raise SegmentError(f"the lookalike model could not be fitted ({exc})") from None
     ci = fit.conf_int(alpha)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..data.currencies import money
 from ..data.privacy import DEFAULT_MIN_CELL_SIZE
-from .common import ALL, SegmentError, _day
+from .common import ALL, SegmentError, _day, shared_views
 from .lookalike import Lookalike, lookalike
 from .rfm import SegmentProfile, measure_label, profile_top_segment, rfm_grid, rfm_segments
 from .stages import StageRules, Transitions, stage_counts, stage_transitions
@@ -76,35 +76,37 @@ def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None
                      f"comparison starts there instead ({(day - first).days} days before {day})")
     if segment and segment not in c.columns:
         raise SegmentError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
-    stages = stage_counts(c, o, day, rules, leads=leads, min_cell_size=min_cell_size)
-    by_segment = (stage_counts(c, o, day, rules, by=segment, min_cell_size=min_cell_size) if segment else None)
-    transitions = stage_transitions(c, o, start, day, rules, leads=leads, min_cell_size=min_cell_size)
-    categories = [x for x in dict.fromkeys([segment, "channel", "device"]) if x and x in c.columns]
-    try:
-        profile = profile_top_segment(c, o, day, categories=categories, events=events, min_cell_size=min_cell_size)
-    except (SegmentError, ValueError) as exc:
-        profile = None
-        notes.append(f"the Champions could not be profiled: {exc}")
-    try:
-        model = lookalike(c, o, day, events=events, categorical=categories, min_cell_size=min_cell_size)
-    except (SegmentError, ValueError) as exc:
-        model = None
-        notes.append(f"no lookalike model: {exc}")
-    gaps = gap_summary(repurchase_gap_counts(o, day, c, by=segment or None, rules=rules), lead_time_days,
-                       min_cell_size=min_cell_size)
-    contacts = contact_window(o, day, gaps, c, by=segment or None, rules=rules)
-    lead_table = lead_timing = None
-    if leads is not None:
-        from ..stats.survival import SurvivalError
-
-        lead_table = lead_conversion(leads, c, min_cell_size=min_cell_size)
+    with shared_views():  # the per-customer views are computed once and shared by the sections
+        stages = stage_counts(c, o, day, rules, leads=leads, min_cell_size=min_cell_size)
+        by_segment = (stage_counts(c, o, day, rules, by=segment, min_cell_size=min_cell_size) if segment else None)
+        transitions = stage_transitions(c, o, start, day, rules, leads=leads, min_cell_size=min_cell_size)
+        categories = [x for x in dict.fromkeys([segment, "channel", "device"]) if x and x in c.columns]
         try:
-            lead_timing = lead_time_to_convert(lead_time_counts(leads, c), min_cell_size=min_cell_size)
-        except SurvivalError:
-            notes.append("no lead has converted yet, so time to convert cannot be estimated")
-    return LifecycleReadout(day, start, stages, by_segment, transitions, rfm_segments(o, day, min_cell_size),
-                            rfm_grid(o, day), profile, model, gaps, contacts, lead_table, lead_timing,
-                            segment or None, lead_time_days, tuple(notes))
+            profile = profile_top_segment(c, o, day, categories=categories, events=events,
+                                          min_cell_size=min_cell_size)
+        except (SegmentError, ValueError) as exc:
+            profile = None
+            notes.append(f"the Champions could not be profiled: {exc}")
+        try:
+            model = lookalike(c, o, day, events=events, categorical=categories, min_cell_size=min_cell_size)
+        except (SegmentError, ValueError) as exc:
+            model = None
+            notes.append(f"no lookalike model: {exc}")
+        gaps = gap_summary(repurchase_gap_counts(o, day, c, by=segment or None, rules=rules), lead_time_days,
+                           min_cell_size=min_cell_size)
+        contacts = contact_window(o, day, gaps, c, by=segment or None, rules=rules)
+        lead_table = lead_timing = None
+        if leads is not None:
+            from ..stats.survival import SurvivalError
+
+            lead_table = lead_conversion(leads, c, min_cell_size=min_cell_size)
+            try:
+                lead_timing = lead_time_to_convert(lead_time_counts(leads, c), min_cell_size=min_cell_size)
+            except SurvivalError:
+                notes.append("no lead has converted yet, so time to convert cannot be estimated")
+        rfm, grid = rfm_segments(o, day, min_cell_size), rfm_grid(o, day)
+    return LifecycleReadout(day, start, stages, by_segment, transitions, rfm, grid, profile, model, gaps, contacts,
+                            lead_table, lead_timing, segment or None, lead_time_days, tuple(notes))
 
 
 def _contact_advice(gaps: pd.DataFrame) -> str:

@@ -40,6 +40,7 @@ from .common import (
     _min_cell,
     _purchase_days,
     _Result,
+    _shared,
     _table,
 )
 
@@ -89,8 +90,8 @@ def rfm_expr(orders, as_of) -> ibis.Table:
     )
     segment = ibis.cases(*[(per.r_score.isin(rs) & per.f_score.isin(fs), name) for rs, fs, name in RFM_GRID],
                          else_=ibis.null("string"))
-    return per.select("customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
-                      segment=segment)
+    return _shared(per.select("customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score",
+                              "m_score", segment=segment))
 
 
 def rfm_table(orders, as_of) -> pd.DataFrame:
@@ -136,12 +137,12 @@ def early_behaviour_expr(customers, orders, *, events=None, days: int = 30,
     if days < 1:
         raise SegmentError("days must be at least 1")
     c = _customers(customers, columns)
-    o = _table(orders, "orders", ["customer_id", "ordered_at", "revenue"])
-    o = o.select(_oid=o.customer_id.cast("string"), _day=_date(o.ordered_at), _rev=o.revenue.cast("decimal(38, 6)"))
+    p = _purchase_days(orders)
+    o = p.select(_oid=p.customer_id, _day=p.day, _orders=p.orders, _rev=p.revenue)
     conv = c.select(_cid=c.customer_id, _c0=c._conv)
     j = o.join(conv, o._oid == conv._cid)
     j = j.filter((j._day >= j._c0) & (_days(j._day, j._c0) < days))
-    agg = {f"orders_{days}d": j.count(), f"revenue_{days}d": j._rev.sum().cast("float64")}
+    agg = {f"orders_{days}d": j._orders.sum(), f"revenue_{days}d": j._rev.sum().cast("float64")}
     first = j.group_by(j._oid).aggregate(**agg)
     out = c.left_join(first, c.customer_id == first._oid)
     values = {k: out[k].fill_null(0) for k in agg}
@@ -153,8 +154,8 @@ def early_behaviour_expr(customers, orders, *, events=None, days: int = 30,
         ecount = ej.group_by(ej._eid).aggregate(**{f"events_{days}d": ej.count()})
         out = out.left_join(ecount, out.customer_id == ecount._eid)
         values[f"events_{days}d"] = out[f"events_{days}d"].fill_null(0)
-    return out.select(customer_id=out.customer_id, converted=out._conv, **values,
-                      **{col: out[col] for col in columns})
+    return _shared(out.select(customer_id=out.customer_id, converted=out._conv, **values,
+                              **{col: out[col] for col in columns}))
 
 
 @dataclass(frozen=True, repr=False)

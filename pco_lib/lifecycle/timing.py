@@ -100,8 +100,8 @@ def gap_summary(counts: pd.DataFrame, lead_time_days: int = 14, window_multiple:
                 min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> pd.DataFrame:
     """Per segment of :func:`repurchase_gap_counts`: customers, gaps, median_days, q1_days, q3_days,
     mean_days (quantiles as numpy's default on the expanded gaps), contact_day = max(1, ⌊median −
-    min(lead_time_days, median / 2)⌋), window_end_day = window_multiple × median, suppressed (fewer than ``min_cell_size``
-    customers: every number blanked)."""
+    min(lead_time_days, median / 2)⌋), window_end_day = window_multiple × median, suppressed (fewer than
+    ``min_cell_size`` customers: every number blanked)."""
     if lead_time_days < 0:
         raise SegmentError("lead_time_days must be ≥ 0")
     if window_multiple <= 1:
