@@ -107,3 +107,15 @@ def test_a_report_reads_a_database_named_in_the_environment(tiny_sample, tmp_pat
     monkeypatch.delenv("PCO_TEST_WAREHOUSE")
     assert main(["run", "data_overview", "--data", "env:PCO_TEST_WAREHOUSE", "--out", str(out), "-q"]) == 1
     assert "set the environment variable PCO_TEST_WAREHOUSE" in capsys.readouterr().err
+
+
+def test_a_pco_command_does_not_build_the_iri_parsers_jsonschema_would_import():
+    """jsonschema, under nbformat, imports rfc3987_syntax when installed, which compiles ~38 Lark grammars at
+    import (2.6 s of every command's start); pco_lib.report tells jsonschema it is absent."""
+    code = ("import sys, pco_lib.cli, nbformat, papermill, nbconvert, jsonschema; "
+            "print(sorted(m for m in ('lark', 'rfc3987_syntax') if sys.modules.get(m) is not None))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    nbformat = pytest.importorskip("nbformat")
+    nbformat.validate(nbformat.read(Path(__file__).parents[1] / "notebooks" / "clv.ipynb", as_version=4))
