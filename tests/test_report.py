@@ -472,3 +472,37 @@ def test_dollar_amounts_in_a_summary_are_money_not_latex(monkeypatch):
     summary_box(["Revenue: $25.91 vs $33.31, a change of **+$7.40** (interval +$4.19 to +$10.61)."])
     html = markdown2html_mistune(shown[0].data)
     assert "<strong>+$7.40</strong>" in html and "$25.91 vs $33.31" in html and "**" not in html
+
+
+def test_customer_csv_files_read_back_as_the_frame_whatever_its_index(tiny_sample, tmp_path):
+    """write_csv (DuckDB) against pandas' own to_csv: the same text but for booleans (true/false), and every
+    value reads back exactly, for the frames the reports write (floats to the last bit, dates, missing values,
+    quotes and commas in text); the frame's index is not written."""
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    from pco_lib import clv, data, lifecycle
+    from pco_lib.report import write_csv
+
+    source = data.connect(tiny_sample)
+    readout = lifecycle.analyze(source)
+    odd = pd.DataFrame({"customer_id": ["a", "b,c", 'd"e', None], "x": [1, 2, 3, 4],
+                        "p": np.random.default_rng(1).random(4) * 1e-5, "q": [1.0, np.nan, 3.5, 1 / 3],
+                        "day": [dt.date(2026, 1, 1), dt.date(2026, 2, 1), None, dt.date(2026, 3, 1)]},
+                       index=[5, 3, 9, 1])
+    frames = {"values": clv.analyze(source).values, "contacts": readout.contacts,
+              "scores": readout.lookalike.scores, "odd": odd}
+    for name, frame in frames.items():
+        write_csv(frame, tmp_path / f"{name}.csv")
+        frame.to_csv(tmp_path / f"{name}.pandas.csv", index=False)
+        ours, theirs = (pd.read_csv(tmp_path / f"{name}{kind}.csv", float_precision="round_trip",
+                                    keep_default_na=False, dtype=str) for kind in ("", ".pandas"))
+        assert list(ours.columns) == list(frame.columns)
+        back = pd.read_csv(tmp_path / f"{name}.csv", float_precision="round_trip")
+        for column in frame.columns:
+            if frame[column].dtype.kind == "f":
+                assert np.array_equal(back[column].to_numpy(), frame[column].to_numpy(), equal_nan=True), column
+            else:
+                assert ours[column].tolist() == theirs[column].tolist(), (name, column)

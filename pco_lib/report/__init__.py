@@ -34,6 +34,7 @@ from .notebook import (  # noqa: F401
     record_headlines,
     summary_box,
     verdict_banner,
+    write_csv,
 )
 from .params import (  # noqa: F401
     BASE_TYPES,
