@@ -7,8 +7,8 @@ from scipy import stats
 from statsmodels.stats import proportion as sm_proportion
 
 from pco_lib import cohorts, data
-from pco_lib.data.currencies import money
 from pco_lib.cohorts import compare_before_after, interrupted_time_series, summarize_cohorts
+from pco_lib.data.currencies import money
 from pco_lib.stats.inference import difference_in_means, difference_in_proportions
 
 T = pd.Timestamp

@@ -639,7 +639,8 @@ def test_effects_are_shown_in_each_metrics_unit(monkeypatch):
                           "mde": [0.03, 2.0, float("nan")], "relative": [0.181, -0.081, 0.405]})
     shown = experiments.in_units(table)
     assert shown.control_mean.tolist() == ["45.4%", "€31.25", "0.83"]
-    assert shown.effect.tolist() == ["+8.2 pts", "−€2.54", "+0.34"] and shown.mde.tolist() == ["±3.0 pts", "±€2.00", "–"]
+    assert shown.effect.tolist() == ["+8.2 pts", "−€2.54", "+0.34"]
+    assert shown.mde.tolist() == ["±3.0 pts", "±€2.00", "–"]
     assert shown.relative.tolist() == table.relative.tolist()  # relative lifts keep their own format
     one = experiments.in_units(table[["control_mean"]].iloc[:1], "repeat")
     assert one.control_mean.tolist() == ["45.4%"]

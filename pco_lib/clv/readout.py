@@ -160,7 +160,8 @@ def data_coverage(readout: ClvReadout) -> str:
     else:
         z, left = r.zero_revenue_orders, r.zero_spend_customers
         who = ("no repeat customer is left out of the spend model because of them" if left == 0 else
-               f"{left:,} repeat {'customer' if left == 1 else 'customers'} whose repeat purchases all had zero revenue "
+               f"{left:,} repeat {'customer' if left == 1 else 'customers'} whose repeat purchases all had zero "
+               "revenue "
                f"{'is' if left == 1 else 'are'} left out of the spend model")
         text = (f"{z:,} {'order has' if z == 1 else 'orders have'} zero revenue: they count as purchases "
                 f"(frequency and recency) but not as spend; {who} ({spend:,} customers are in it).")
@@ -260,7 +261,8 @@ def summary_points(readout: ClvReadout) -> list[str]:
                       f"{val.mae:.2f} purchases).")
     s = readout.simple.table.iloc[0]
     points.append(f"Back of the envelope: {money(s.aov, ',.2f')} per order × {s.orders_per_year:.2f} orders a year × "
-                  f"{s.years_as_customer:.1f} years ≈ {money(s.value)} per customer. {_simple_vs_model(readout, horizon)}")
+                  f"{s.years_as_customer:.1f} years ≈ {money(s.value)} per customer. "
+                  f"{_simple_vs_model(readout, horizon)}")
     if readout.contractual is not None:
         best = readout.contractual.sort_values("value", ascending=False).iloc[0]
         points.append(f"Subscriptions: a new **{best.plan}** subscriber is worth about {money(best.value)} "

@@ -8,6 +8,7 @@ reads a raw export through a mapping file, :mod:`.mapping`); ``checks``, ``sampl
 as submodules where they are needed.
 """
 
+from .currencies import currency, money, money_label, set_currency  # noqa: F401
 from .mapping import MappedSource, connect_mapping, is_mapping_file, read_mapping  # noqa: F401  (registers .yml)
 from .model import (  # noqa: F401
     BOOL,
@@ -21,7 +22,6 @@ from .model import (  # noqa: F401
     Column,
     Table,
 )
-from .currencies import currency, money, money_label, set_currency  # noqa: F401
 from .source import (  # noqa: F401
     CONNECTION_PREFIX,
     MISSING,

@@ -26,8 +26,8 @@ from .index import (  # noqa: F401
 from .notebook import (  # noqa: F401
     RESULT_DIGITS,
     RESULT_MIME,
-    collect_results,
     callout,
+    collect_results,
     details,
     note,
     record,

@@ -83,7 +83,7 @@ def _default_format(column: str, values) -> Any:
     integers (counts stored as floats), other numbers by :func:`number`; text as it is."""
     if _is_p_value(column):
         return lambda v: html.escape(p_value(v))  # escape= leaves a function's text alone
-    if values.dtype == bool or not (values.dtype.kind in "iuf"):
+    if values.dtype == bool or values.dtype.kind not in "iuf":
         return None
     if "share" in column or column.endswith("_rate"):
         return "{:.1%}"

@@ -234,7 +234,8 @@ def run_report(
     full = {p.name: p.default for p in schema} | values
 
     if "currency" in full:  # "" means $PCO_CURRENCY, else USD: the manifest records the code the page shows
-        from ..data.currencies import ENV, CurrencyError, resolve as resolve_currency
+        from ..data.currencies import ENV, CurrencyError
+        from ..data.currencies import resolve as resolve_currency
 
         try:
             values["currency"] = full["currency"] = resolve_currency(full["currency"])
