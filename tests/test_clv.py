@@ -1001,3 +1001,27 @@ def test_report_readout_on_the_tiny_sample(tiny_sample):
     assert clv.validation_period(late).startswith("No holdout period")
     with pytest.raises(ClvError, match="model must be one of"):
         clv.analyze(data.connect(tiny_sample), model="magic")
+
+
+def test_values_are_computed_once_per_distinct_history_and_match_the_row_by_row_formula(bgnbd, gamma_gamma,
+                                                                                        customers):
+    """customer_value and clv evaluate the purchase model on the distinct (x, t_x, T) of the customers (CDNOW:
+    fewer histories than customers) and spread the results back: every row equals the formula evaluated on that
+    row alone, bit for bit, whatever the order of the rows."""
+    from pco_lib.stats.models.base import _distinct_rows
+
+    shuffled = customers.sample(frac=1.0, random_state=3).set_index(np.arange(len(customers))[::-1])
+    rows, codes = _distinct_rows(shuffled.frequency.to_numpy(), shuffled.recency.to_numpy(),
+                                 shuffled["T"].to_numpy())
+    assert len(rows) < len(shuffled) and len(np.unique(codes)) == len(rows)
+    value = customer_value(bgnbd, gamma_gamma, shuffled, horizon_days=365, discount_rate_per_year=0.1)
+    x, tx, t = (shuffled[c].to_numpy() for c in ("frequency", "recency", "T"))
+    one = [bgnbd.expected_purchases(365 / 7, x[i:i + 1], tx[i:i + 1], t[i:i + 1])[0] for i in range(0, len(x), 97)]
+    assert value.expected_purchases.to_numpy()[::97].tolist() == one
+    assert value.p_alive.to_numpy().tolist() == bgnbd.probability_alive(x, tx, t).tolist()
+    each = [model_clv(bgnbd, gamma_gamma, x[i:i + 1], tx[i:i + 1], t[i:i + 1], shuffled.monetary.to_numpy()[i:i + 1],
+                      horizon_days=365, discount_rate_per_year=0.1)[0] for i in range(0, len(x), 97)]
+    assert value.clv.to_numpy()[::97].tolist() == each
+    again = customer_value(bgnbd, gamma_gamma, customers, horizon_days=365, discount_rate_per_year=0.1)
+    back = value.set_index("customer_id").loc[again.customer_id].reset_index()
+    pd.testing.assert_frame_equal(back, again, check_exact=True)

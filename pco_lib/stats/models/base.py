@@ -281,6 +281,15 @@ class _PurchaseModel(_Fitter):
         return self.fit(rfm["frequency"], rfm["recency"], rfm["T"], weights=weights, time_unit_days=unit)
 
 
+def _distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the first row of each distinct combination of ``columns``, each row's combination): a per-customer
+    formula of (x, t_x, T) is evaluated once per distinct history and spread back with ``result[codes]``
+    (549,180 histories for 1,000,000 customers in the sample business)."""
+    codes = pd.DataFrame({i: c for i, c in enumerate(columns)}).groupby(list(range(len(columns))), sort=False,
+                                                                         dropna=False).ngroup().to_numpy()
+    return np.unique(codes, return_index=True)[1], codes
+
+
 def _like(result: np.ndarray, *inputs):
     """Return a Series when the first pandas input is a Series (same index), else the array (scalar for 0-d)."""
     for v in inputs:

@@ -14,6 +14,7 @@ from .base import (
     DAYS_PER_YEAR,
     ClvError,
     _array,
+    _distinct_rows,
     _like,
     _model_unit,
     _rfm_arrays,
@@ -59,15 +60,17 @@ def clv(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, frequency, recency, T, monetar
     x, tx, t = _rfm_arrays(frequency, recency, T)
     spend_x = x if spend_frequency is None else _array(spend_frequency, "spend_frequency")
     spend = np.asarray(gg.expected_spend(spend_x, _array(monetary, "monetary")), dtype="float64")
-    total = np.zeros(len(x))
+    rows, codes = _distinct_rows(x, tx, t)  # the purchase model once per distinct history
+    total = np.zeros(len(rows))
     n_steps = math.ceil(horizon / step - 1e-9) if horizon > 0 else 0
-    previous = np.zeros(len(x))
+    previous = np.zeros(len(rows))
     for k in range(1, n_steps + 1):
         end_days = min(k * step, horizon)
-        cumulative = np.asarray(bgnbd.expected_purchases(end_days / unit, x, tx, t), dtype="float64")
+        cumulative = np.asarray(bgnbd.expected_purchases(end_days / unit, x[rows], tx[rows], t[rows]),
+                                dtype="float64")
         total += (cumulative - previous) * (1 + discount_rate_per_year) ** (-end_days / DAYS_PER_YEAR)
         previous = cumulative
-    return _like(total * spend, frequency, recency, T, monetary)
+    return _like(total[codes] * spend, frequency, recency, T, monetary)
 
 
 def customer_value(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, customers: pd.DataFrame, *, horizon_days: float,
@@ -95,8 +98,10 @@ def customer_value(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, customers: pd.DataF
     args = (out.frequency.to_numpy(), out.recency.to_numpy(), out["T"].to_numpy())
     spend_x = (customers["spend_frequency"].to_numpy(dtype="float64") if "spend_frequency" in customers.columns
                else out.frequency.to_numpy())
-    out["p_alive"] = np.asarray(bgnbd.probability_alive(*args), dtype="float64")
-    out["expected_purchases"] = np.asarray(bgnbd.expected_purchases(horizon / unit, *args), dtype="float64")
+    rows, codes = _distinct_rows(*args)  # once per distinct history
+    distinct = [a[rows] for a in args]
+    out["p_alive"] = np.asarray(bgnbd.probability_alive(*distinct), dtype="float64")[codes]
+    out["expected_purchases"] = np.asarray(bgnbd.expected_purchases(horizon / unit, *distinct), dtype="float64")[codes]
     out["expected_spend"] = np.asarray(gg.expected_spend(spend_x, out.monetary.to_numpy()), dtype="float64")
     out["clv"] = np.asarray(clv(bgnbd, gg, *args, out.monetary.to_numpy(), horizon_days=horizon,
                                 discount_rate_per_year=discount_rate_per_year, time_unit_days=unit,
