@@ -117,5 +117,6 @@ def test_a_pco_command_does_not_build_the_iri_parsers_jsonschema_would_import():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+    assert sys.modules.get("rfc3987_syntax") is None and "lark" not in sys.modules  # nor in the tests' own process
     nbformat = pytest.importorskip("nbformat")
     nbformat.validate(nbformat.read(Path(__file__).parents[1] / "notebooks" / "clv.ipynb", as_version=4))

@@ -4,16 +4,8 @@ the index of runs (:mod:`.index`), schedule files (:mod:`.schedule`) and the hou
 (:mod:`.plots`, imported as ``from pco_lib.report import plots``).
 """
 
-import sys
-
-# jsonschema (imported by nbformat, papermill and nbconvert) imports rfc3987_syntax when it is installed (the
-# "format-nongpl" extra Jupyter asks for), and that builds ~38 Earley parsers at import: 2.6 s of CPU at the
-# start of every pco command and runner (python-jsonschema/jsonschema#1428, unfixed in 4.26). It only checks
-# the "iri" formats, which no notebook schema uses, so jsonschema is told it is absent.
-if "jsonschema" not in sys.modules:
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
-
-from .formats import LABELS, p_value, styled  # noqa: E402, F401
+from .. import _startup  # noqa: F401  (before nbformat: see there)
+from .formats import LABELS, p_value, styled  # noqa: F401
 from .html import (  # noqa: F401
     TEMPLATES,
     export_html,
