@@ -1,5 +1,6 @@
 """Reading the canonical tables: Parquet, CSV and a user's own Ibis connection give the same typed data."""
 
+import os
 import shutil
 
 import ibis
@@ -93,3 +94,30 @@ def test_typed_views_convert_only_what_needs_it(tmp_path):
     (tmp_path / "other.csv").rename(tmp_path / "orders.csv")
     text = connect(tmp_path).table("orders").to_pandas()
     assert text.ordered_at[0] == pd.Timestamp("2024-01-01 00:30") and text.revenue[0] == 5.0
+
+
+def test_duckdb_draws_no_progress_bar_on_the_terminal(tiny_sample, tmp_path):
+    """DuckDB's progress bar (queries over 2 s) goes to the process's terminal, so from a report's kernel into
+    pco's output and a scheduler's log: every connection pco opens has it off. Checked in a fresh process (under
+    pytest's captured output DuckDB starts with it off anyway), beside a plain connection that has it on."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    path = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute("CREATE TABLE t AS SELECT 1 AS x")
+    mapping = tmp_path / "m.yml"
+    mapping.write_text(f"tables:\n  customers:\n    file: {tiny_sample / 'customers.parquet'}\n"
+                       f"  orders:\n    file: {tiny_sample / 'orders.parquet'}\n")
+    code = ("import os, sys, ibis; from pco_lib.data import connect; "
+            "from pco_lib.data.source import connection_from_environment as env; "
+            "q = \"SELECT current_setting('enable_progress_bar')\"; "
+            "cons = [ibis.duckdb.connect(), connect(sys.argv[1]).con, connect(sys.argv[2]).con, "
+            "env('env:PCO_TEST_DB')]; "
+            "print([c.raw_sql(q).fetchone()[0] for c in cons])")
+    done = subprocess.run([sys.executable, "-c", code, str(tiny_sample), str(mapping)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PCO_TEST_DB": f"duckdb://{path}"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[True, False, False, False]"  # a plain connection draws it; pco's do not

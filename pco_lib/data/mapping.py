@@ -28,6 +28,7 @@ from .source import (
     _quote,
     _sql_string,
     connection_from_environment,
+    quiet_duckdb,
 )
 
 MAPPING_SUFFIXES = (".yml", ".yaml")
@@ -201,7 +202,7 @@ def connect_mapping(path: str | Path) -> MappedSource:
     order = sorted(mapping.tables.values(), key=lambda t: t.from_orders)  # derived tables after their sources
     if mapping.connection is not None:
         return _connect_database(mapping, order)
-    con = ibis.duckdb.connect()
+    con = quiet_duckdb()
     source = MappedSource(con=con, data_dir=mapping.path, mapping_file=mapping.path.resolve())
     for tm in order:
         raw, typed = f"raw_{tm.name}", tm.name
