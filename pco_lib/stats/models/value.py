@@ -53,24 +53,31 @@ def clv(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, frequency, recency, T, monetar
     unit = resolve_unit([("the purchase model", _model_unit(bgnbd)),
                           ("time_unit_days", unit_of(time_unit_days, "time_unit_days"))], "the purchase model")
     step = positive_number(step_days, "step_days")
-    if not (isinstance(discount_rate_per_year, int | float | np.integer | np.floating)
-            and math.isfinite(discount_rate_per_year) and discount_rate_per_year > -1):
-        raise ClvError(f"discount_rate_per_year must be a finite annual rate > −1 (e.g. 0.1), "
-                       f"not {discount_rate_per_year!r}")
+    rate = _discount_rate(discount_rate_per_year)
     x, tx, t = _rfm_arrays(frequency, recency, T)
     spend_x = x if spend_frequency is None else _array(spend_frequency, "spend_frequency")
     spend = np.asarray(gg.expected_spend(spend_x, _array(monetary, "monetary")), dtype="float64")
     rows, codes = _distinct_rows(x, tx, t)  # the purchase model once per distinct history
-    total = np.zeros(len(rows))
-    n_steps = math.ceil(horizon / step - 1e-9) if horizon > 0 else 0
-    previous = np.zeros(len(rows))
-    for k in range(1, n_steps + 1):
+    purchases = _discounted_purchases(bgnbd, x[rows], tx[rows], t[rows], horizon, unit, step, rate)
+    return _like(purchases[codes] * spend, frequency, recency, T, monetary)
+
+
+def _discount_rate(value) -> float:
+    if not (isinstance(value, int | float | np.integer | np.floating) and math.isfinite(value) and value > -1):
+        raise ClvError(f"discount_rate_per_year must be a finite annual rate > −1 (e.g. 0.1), not {value!r}")
+    return float(value)
+
+
+def _discounted_purchases(bgnbd, x, tx, t, horizon: float, unit: float, step: float, rate: float) -> np.ndarray:
+    """The purchase part of :func:`clv` per row: Σ_k (E[Y(d_k/u)] − E[Y(d_{k−1}/u)]) · (1 + d)^(−d_k/365.25)."""
+    total = np.zeros(len(x))
+    previous = np.zeros(len(x))
+    for k in range(1, (math.ceil(horizon / step - 1e-9) if horizon > 0 else 0) + 1):
         end_days = min(k * step, horizon)
-        cumulative = np.asarray(bgnbd.expected_purchases(end_days / unit, x[rows], tx[rows], t[rows]),
-                                dtype="float64")
-        total += (cumulative - previous) * (1 + discount_rate_per_year) ** (-end_days / DAYS_PER_YEAR)
+        cumulative = np.asarray(bgnbd.expected_purchases(end_days / unit, x, tx, t), dtype="float64")
+        total += (cumulative - previous) * (1 + rate) ** (-end_days / DAYS_PER_YEAR)
         previous = cumulative
-    return _like(total[codes] * spend, frequency, recency, T, monetary)
+    return total
 
 
 def customer_value(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, customers: pd.DataFrame, *, horizon_days: float,
@@ -103,8 +110,8 @@ def customer_value(bgnbd: BGNBD | ParetoNBD, gg: GammaGamma, customers: pd.DataF
     out["p_alive"] = np.asarray(bgnbd.probability_alive(*distinct), dtype="float64")[codes]
     out["expected_purchases"] = np.asarray(bgnbd.expected_purchases(horizon / unit, *distinct), dtype="float64")[codes]
     out["expected_spend"] = np.asarray(gg.expected_spend(spend_x, out.monetary.to_numpy()), dtype="float64")
-    out["clv"] = np.asarray(clv(bgnbd, gg, *args, out.monetary.to_numpy(), horizon_days=horizon,
-                                discount_rate_per_year=discount_rate_per_year, time_unit_days=unit,
-                                step_days=step_days, spend_frequency=spend_x), dtype="float64")
+    purchases = _discounted_purchases(bgnbd, *distinct, horizon, unit, positive_number(step_days, "step_days"),
+                                      _discount_rate(discount_rate_per_year))
+    out["clv"] = purchases[codes] * out["expected_spend"].to_numpy()  # = clv(), on the histories found above
     out.attrs["time_unit_days"] = unit
     return out
