@@ -193,16 +193,17 @@ def test_a_killed_run_publishes_nothing_and_keeps_the_last_good_run(toy_notebook
     import sys
     import time
 
-    _write_notebook(toy_notebooks / "slow.ipynb", "seconds: int = 120  # how long to work", "import time\n"
-                    "time.sleep(seconds)")
+    _write_notebook(toy_notebooks / "slow.ipynb", "seconds: int = 120  # how long to work",
+                    "import pathlib, time\npathlib.Path('kernel-working').touch()\ntime.sleep(seconds)")
     out = tmp_path / "reports"
     good = run_report("toy", out_dir=out)
     index_before = (out / "index.html").read_text()
     proc = subprocess.Popen([sys.executable, "-m", "pco_lib.cli", "run", "slow", "--out", str(out), "-q"],
                             start_new_session=True)
     deadline = time.time() + 60
-    while not list((out / "slow").glob(".tmp-*/report.ipynb")) and time.time() < deadline:
-        time.sleep(0.2)  # wait until the kernel is working
+    while not list((out / "slow").glob(".tmp-*/kernel-working")) and time.time() < deadline:
+        time.sleep(0.2)  # wait until the kernel is working (it runs in the staging folder)
+    assert time.time() < deadline, "the kernel never started working"
     assert proc.poll() is None, "the slow run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
