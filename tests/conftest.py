@@ -1,5 +1,7 @@
 import os
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,13 +38,55 @@ def _tiny_sample() -> Path:
     return _TINY[0]
 
 
+_KERNEL_SERVER: list = []  # (process, folder) of this test process's kernel server (tests/forked_kernels.py)
+
+
 def pytest_configure(config):
     os.environ.pop("PCO_DATA", None)  # an analyst's own data never leaks into the tests
+    _start_kernel_server(config)
 
 
 def pytest_unconfigure(config):
     for folder in _TINY:
         shutil.rmtree(folder.parent, ignore_errors=True)
+    for process, folder in _KERNEL_SERVER:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the server and any kernel a test left behind
+        except ProcessLookupError:
+            pass
+        process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_kernel_server(config):
+    """Every kernel of this test process (Papermill's through the runner, nbval's) is forked from one warm
+    process that has the imports done (tests/forked_kernels.py): a ``python3`` kernelspec first on
+    ``JUPYTER_PATH`` asks it for one. PCO_TEST_REAL_KERNELS=1 turns it off; the xdist controller runs no
+    test and starts none."""
+    if os.environ.get("PCO_TEST_REAL_KERNELS") or os.name != "posix" or sys.platform == "darwin":
+        return
+    if getattr(config, "workerinput", None) is None and getattr(config.option, "numprocesses", None):
+        return
+    import json
+    import subprocess
+    import tempfile
+
+    from forked_kernels import SERVER_ENV
+
+    folder = Path(tempfile.mkdtemp(prefix="pco-kernels-"))
+    script = Path(__file__).with_name("forked_kernels.py")
+    spec = folder / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, str(script), "-f", "{connection_file}"], "language": "python",
+        "display_name": "Python 3 (forked from a warm process)"}))
+    socket_path = folder / "server"
+    process = subprocess.Popen([sys.executable, str(script), "serve", str(socket_path)], stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    _KERNEL_SERVER.append((process, folder))
+    paths = [str(folder / "jupyter"), os.environ.get("JUPYTER_PATH")]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, paths))
+    os.environ[SERVER_ENV] = str(socket_path)
 
 
 def pytest_collection_finish(session):

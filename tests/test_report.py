@@ -194,7 +194,8 @@ def test_a_killed_run_publishes_nothing_and_keeps_the_last_good_run(toy_notebook
     import time
 
     _write_notebook(toy_notebooks / "slow.ipynb", "seconds: int = 120  # how long to work",
-                    "import pathlib, time\npathlib.Path('kernel-working').touch()\ntime.sleep(seconds)")
+                    "import os, pathlib, time\npathlib.Path('kernel-working').write_text(str(os.getpid()))\n"
+                    "time.sleep(seconds)")
     out = tmp_path / "reports"
     good = run_report("toy", out_dir=out)
     index_before = (out / "index.html").read_text()
@@ -205,11 +206,28 @@ def test_a_killed_run_publishes_nothing_and_keeps_the_last_good_run(toy_notebook
         time.sleep(0.2)  # wait until the kernel is working (it runs in the staging folder)
     assert time.time() < deadline, "the kernel never started working"
     assert proc.poll() is None, "the slow run ended before it could be killed"
+    kernel = int(next((out / "slow").glob(".tmp-*/kernel-working")).read_text())
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10
+    while _alive(kernel) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(kernel), "the kernel of the killed run is still working"
     assert [r["report"] for r in list_runs(out)] == ["toy"]  # the killed run is not published
     assert (out / "index.html").read_text() == index_before
     assert (good.folder / "report.html").exists() and latest_good_run(out, "toy")["run_id"] == good.run_id
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, ended but not yet reaped by whoever adopted it, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def test_the_header_shows_a_parameter_as_used_beside_the_value_given(tmp_path):

@@ -199,7 +199,8 @@ def test_every_report_end_to_end(sample, table):
                "-q", "--jobs", str(jobs)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "PCO_TEST_KERNEL_SERVER"}  # real kernels, in the tree
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     peak, watched = 0, psutil.Process(process.pid)
 
     def sample_memory():
