@@ -55,14 +55,19 @@ def serve(path: str) -> None:
             conn, _ = listener.accept()
         except TimeoutError:
             continue
-        conn.settimeout(None)
-        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-        if os.fork() == 0:
-            listener.close()
-            _kernel(conn, fds, json.loads(message))  # does not return
-        conn.close()
-        for fd in fds:
-            os.close(fd)
+        fds = []
+        try:
+            conn.settimeout(None)
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            if os.fork() == 0:
+                listener.close()
+                _kernel(conn, fds, json.loads(message))  # does not return
+        except OSError:  # the client went away before it was served: it has no kernel to end
+            pass
+        finally:
+            conn.close()
+            for fd in fds:
+                os.close(fd)
 
 
 def _kernel(conn: socket.socket, fds: list[int], request: dict) -> None:
@@ -112,11 +117,11 @@ def _kernel(conn: socket.socket, fds: list[int], request: dict) -> None:
 def client(argv: list[str]) -> int:
     """Stand in for a kernel forked by the server: pass signals on, end when the kernel does (with its exit
     code), and end the kernel when the process that started us is gone (ipykernel's parent poller)."""
-    path = os.environ.get(SERVER_ENV)
-    if not path or not os.path.exists(path):
-        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *argv])
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    conn.connect(path)
+    try:
+        conn.connect(os.environ[SERVER_ENV])
+    except (KeyError, OSError):  # asked for a fresh interpreter, or no server (any more)
+        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *argv])
     request = {"argv": [sys.argv[0], *argv], "cwd": os.getcwd(), "env": dict(os.environ)}
     socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
     pid = int(conn.recv(64))
