@@ -218,6 +218,18 @@ def test_a_killed_run_publishes_nothing_and_keeps_the_last_good_run(toy_notebook
     assert (good.folder / "report.html").exists() and latest_good_run(out, "toy")["run_id"] == good.run_id
 
 
+def test_runs_started_within_one_second_are_listed_newest_first(tmp_path):
+    """Forked test kernels made two runs a second apart common: their order comes from the microseconds of
+    started_at, not from their random run ids; a manifest of an earlier version (whole seconds) still sorts."""
+    started = {"a1": "2026-12-02T04:00:00.900000+00:00", "z0": "2026-12-02T04:00:00.100000+00:00",
+               "old": "2026-12-02T03:59:59+00:00", "bad": "yesterday"}
+    for run_id, at in started.items():
+        folder = tmp_path / "toy" / run_id
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"report": "toy", "run_id": run_id, "started_at": at}))
+    assert [r["run_id"] for r in list_runs(tmp_path)] == ["a1", "z0", "old", "bad"]
+
+
 def _alive(pid: int) -> bool:
     """Whether the process runs (a zombie, ended but not yet reaped by whoever adopted it, does not)."""
     try:

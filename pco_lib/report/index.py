@@ -27,7 +27,15 @@ def list_runs(out_dir: str | Path) -> list[dict]:
             continue
         info["folder"] = manifest.parent.relative_to(out_dir).as_posix()
         runs.append(info)
-    return sorted(runs, key=lambda r: (r.get("started_at", ""), r.get("run_id", "")), reverse=True)
+    return sorted(runs, key=lambda r: (_started(r), r.get("run_id", "")), reverse=True)
+
+
+def _started(run: dict) -> dt.datetime:
+    """When a run started (microseconds; whole seconds in the manifests of earlier versions)."""
+    try:
+        return dt.datetime.fromisoformat(run.get("started_at", "")).astimezone(dt.UTC)
+    except (TypeError, ValueError):
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 SKIPPED_FILE = "skipped.json"
