@@ -76,6 +76,21 @@ def test_rfm_per_customer_by_hand():
     assert (c.frequency, c.recency, c["T"]) == (0, 0.0, 0.0) and np.isnan(c.monetary)
 
 
+def test_per_customer_frames_are_the_frames_ibis_would_make(cdnow_orders):
+    """rfm_table and holdout_table fetch their per-customer frames through Arrow with less memory
+    (engine._per_customer_frame): the same values and dtypes as Ibis' to_pandas (dates as datetime64[s],
+    monetary's nulls as NaN), on CDNOW with its $0 orders."""
+    from pco_lib.clv.engine import _per_customer_frame
+
+    orders = ibis.memtable(cdnow_orders)
+    for expr in (clv.rfm_expr(orders, CALIBRATION_END), clv.holdout_expr(orders, CALIBRATION_END, "1998-06-30")):
+        expr = expr.mutate(revenue=expr.revenue.cast("float64")).order_by("customer_id")
+        ours, ibis_frame = _per_customer_frame(expr), expr.to_pandas()
+        assert ours.first_purchase.dtype == ibis_frame.first_purchase.dtype == "datetime64[s]"
+        assert ours.monetary.isna().sum() == ibis_frame.monetary.isna().sum() > 0
+        pd.testing.assert_frame_equal(ours, ibis_frame.astype({"monetary": "float64"}), check_exact=True)
+
+
 def test_rfm_distinct_rows_carry_counts_and_observed_from_drops_early_customers():
     two_alike = pd.concat([ORDERS, ORDERS[ORDERS.customer_id == "B"].assign(customer_id="E")])
     df = clv.rfm_table(ibis.memtable(two_alike), "2026-01-29", time_unit_days=1.0)

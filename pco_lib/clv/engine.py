@@ -11,6 +11,7 @@ import datetime as dt
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 
 from ..data.source import calendar_day
 from ..stats.models.base import ClvError, positive_number
@@ -123,7 +124,7 @@ def rfm_table(orders, calibration_end, time_unit_days: float = 7.0, observed_fro
         # revenue (an exact decimal sum) becomes float64 in the engine: a decimal column reaches pandas as
         # Python Decimal objects, which took two thirds of the time of this frame (measured at 100k customers)
         expr = expr.mutate(revenue=expr.revenue.cast("float64"))
-        df = expr.order_by("customer_id").to_pandas()
+        df = _per_customer_frame(expr.order_by("customer_id"))
         df = df.drop(columns=["recency_days", "T_days"])
         df["monetary"] = df["monetary"].astype("float64")
         return _with_unit(df.reset_index(drop=True), unit, calibration_end)
@@ -136,6 +137,22 @@ def rfm_table(orders, calibration_end, time_unit_days: float = 7.0, observed_fro
         "count": df["count"].astype("int64"),
     })
     return _with_unit(out.reset_index(drop=True), unit, calibration_end)
+
+
+def _per_customer_frame(expr: ibis.Table) -> pd.DataFrame:
+    """``expr.to_pandas()`` for a frame of one row per customer, with fewer copies: Ibis builds the frame from
+    Arrow column by column, consolidates the blocks (a copy) and converts the types (another); here Arrow
+    hands its buffers over as it converts (``self_destruct``) and the blocks stay split. At 10M customers the
+    peak of the holdout validation went from 7.3 to 5.9 GB (that of rfm_table, 10.3 GB, is the engine's
+    aggregation). Same frame: dates as datetime64[s], null floats as NaN (its integer columns have no
+    nulls)."""
+    table = expr.to_pyarrow()
+    dates = [f.name for f in table.schema if pa.types.is_date(f.type)]
+    df = table.to_pandas(split_blocks=True, self_destruct=True, date_as_object=False)
+    del table
+    for name in dates:
+        df[name] = df[name].astype("datetime64[s]")
+    return df
 
 
 def _with_unit(df: pd.DataFrame, unit: float, calibration_end) -> pd.DataFrame:
@@ -179,7 +196,7 @@ def holdout_table(orders, calibration_end, holdout_end=None, time_unit_days: flo
     h_end = _day(holdout_end, "holdout_end")
     expr = holdout_expr(orders, end, h_end, time_unit_days=time_unit_days, observed_from=observed_from)
     expr = expr.mutate(revenue=expr.revenue.cast("float64"))  # not as Decimal objects (see rfm_table)
-    df = expr.order_by("customer_id").to_pandas().drop(columns=["recency_days", "T_days"])
+    df = _per_customer_frame(expr.order_by("customer_id")).drop(columns=["recency_days", "T_days"])
     for col in ("monetary", "revenue", "holdout_spend"):
         df[col] = df[col].astype("float64")
     df = _with_unit(df.reset_index(drop=True), float(time_unit_days), end)
