@@ -998,6 +998,11 @@ def test_report_readout_on_the_tiny_sample(tiny_sample):
     assert set(hidden["parameters"]["mbgnbd"]) == {"r", "alpha", "a", "b"}
     assert set(hidden["validation.calibration_fit"]["parameters"]) == {"mbgnbd", "gamma_gamma"}
     assert hidden["validation.holdout_days"] == readout.validation.holdout_days == 182  # the default
+    # the validation's per-customer table is not kept in the readout (GBs at 10M customers); its start is
+    val = readout.validation
+    assert val.customers.empty and "first_purchase" in val.customers.columns and val.n_customers > 1000
+    first_order = pd.read_parquet(tiny_sample / "orders.parquet").ordered_at.min()
+    assert hidden["validation.calibration_start"] == val.calibration_start == f"{first_order:%Y-%m-%d}"
     points = clv.summary_points(readout)
     assert "next year" in points[0] and not any(cid in " ".join(points) for cid in v.customer_id)
     # the two figures side by side: the model asked the simple formula's question (its years, undiscounted)

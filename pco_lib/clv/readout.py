@@ -5,6 +5,7 @@ value; plus the summary points and headline keys.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,8 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     else:
         validation = validate_holdout(orders, cal_end, as_of, time_unit_days=unit, model=MODELS[model](),
                                       min_cell_size=min_cell_size)
+        # the page shows the aggregates: the per-customer table is not kept (see HoldoutValidation)
+        validation = dataclasses.replace(validation, customers=validation.customers.iloc[:0])
         if calibration_end and validation.holdout_days != holdout_days:
             notes.append(f"the holdout is the {validation.holdout_days} days from calibration_end "
                          f"{validation.calibration_end} to the last order day ({validation.holdout_end}); the "
