@@ -126,7 +126,6 @@ def rfm_table(orders, calibration_end, time_unit_days: float = 7.0, observed_fro
         expr = expr.mutate(revenue=expr.revenue.cast("float64"))
         df = _per_customer_frame(expr.order_by("customer_id"))
         df = df.drop(columns=["recency_days", "T_days"])
-        df["monetary"] = df["monetary"].astype("float64")
         return _with_unit(df.reset_index(drop=True), unit, calibration_end)
     g = expr.group_by(["frequency", "recency_days", "T_days"]).aggregate(count=expr.count())
     df = g.order_by(["frequency", "recency_days", "T_days"]).to_pandas()
@@ -197,8 +196,6 @@ def holdout_table(orders, calibration_end, holdout_end=None, time_unit_days: flo
     expr = holdout_expr(orders, end, h_end, time_unit_days=time_unit_days, observed_from=observed_from)
     expr = expr.mutate(revenue=expr.revenue.cast("float64"))  # not as Decimal objects (see rfm_table)
     df = _per_customer_frame(expr.order_by("customer_id")).drop(columns=["recency_days", "T_days"])
-    for col in ("monetary", "revenue", "holdout_spend"):
-        df[col] = df[col].astype("float64")
     df = _with_unit(df.reset_index(drop=True), float(time_unit_days), end)
     df.attrs["holdout_end"] = str(h_end)
     df.attrs["holdout_days"] = (h_end - end).days
