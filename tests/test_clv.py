@@ -13,6 +13,7 @@ import pytest
 
 from pco_lib import clv, data
 from pco_lib.data.currencies import money
+from pco_lib.data.source import MISSING
 from pco_lib.stats.models import (
     BGNBD,
     ClvError,
@@ -793,6 +794,43 @@ def test_value_segments_profile_and_suppression_by_hand():
     few = clv.value_segments(value.head(50))
     assert few.deciles.suppressed.all() and few.deciles.value.isna().all()
     assert few.top_value_share == pytest.approx(sum(range(41, 51)) / sum(range(1, 51)))
+
+
+def test_value_segments_ties_unaligned_profile_and_row_order():
+    # many ties in value (4 distinct values over 1,000 customers): the top 20% is the first 200 of a sort by value
+    # descending, then id, computed here with pandas' two-key sort; the customers frame is shuffled, has a second
+    # row for some customers (the first row counts), none for others (missing) and extra customers
+    rng = np.random.default_rng(7)
+    ids = np.array([f"k{i:04d}" for i in rng.permutation(1000)], dtype=object)
+    value = pd.Series(rng.integers(0, 4, 1000).astype(float), index=ids)
+    attrs = pd.DataFrame({"customer_id": ids, "channel": rng.choice(["email", "paid", None], 1000),
+                          "aov": rng.gamma(2.0, 10.0, 1000)}).iloc[50:]  # the first 50 have no row
+    extra = pd.DataFrame({"customer_id": ["zz1"], "channel": ["paid"], "aov": [1e9]})
+    shuffled = pd.concat([attrs[attrs.customer_id != ids[60]], extra]).sample(frac=1.0, random_state=1)
+    twice = pd.DataFrame({"customer_id": [ids[60], ids[60]], "channel": ["email", "paid"], "aov": [5.0, 7.0]})
+    customers = pd.concat([shuffled.iloc[:300], twice.iloc[:1], shuffled.iloc[300:], twice.iloc[1:]])
+    seg = clv.value_segments(value, customers, categories=["channel"], measures=["aov"], min_cell_size=1)
+
+    ranked = pd.DataFrame({"id": ids, "value": value.to_numpy()}).sort_values(["value", "id"],
+                                                                              ascending=[False, True])
+    top_ids = set(ranked.id.iloc[:200])
+    assert seg.top_customers == 200 and seg.top_value_share == ranked.value.iloc[:200].sum() / value.sum()
+    first = customers.drop_duplicates("customer_id").set_index("customer_id")
+    profile = first.reindex(ids).assign(top=[i in top_ids for i in ids])
+    assert profile.loc[ids[60], "aov"] == 5.0  # the first of its two rows
+    for group, rows in (("top", profile[profile.top]), ("rest", profile[~profile.top])):
+        channel = rows.channel.fillna(MISSING).value_counts()
+        got = seg.categories.set_index("category")
+        assert got[f"{group}_customers"].to_dict() == channel.to_dict()
+        assert got[f"{group}_share"].to_dict() == pytest.approx((channel / len(rows)).to_dict(), rel=1e-12)
+        assert seg.measures.set_index("measure").loc["aov", f"{group}_mean"] == pytest.approx(
+            rows.aov.mean(), rel=1e-12)
+    assert sorted(seg.categories.category) == seg.categories.category.tolist() == [MISSING, "email", "paid"]
+    # the same result whatever the order of the values (and of their index)
+    again = clv.value_segments(value.sample(frac=1.0, random_state=2), customers, categories=["channel"],
+                               measures=["aov"], min_cell_size=1)
+    for name in ("deciles", "categories", "measures"):
+        pd.testing.assert_frame_equal(getattr(again, name), getattr(seg, name))
 
 
 def test_value_segments_input_checks():

@@ -42,6 +42,30 @@ def _values(value, id_column: str, value_column: str) -> pd.Series:
     return s.rename_axis(id_column)
 
 
+def _top_mask(values: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` highest values, ties broken by id: the first k of the values sorted descending, then by id.
+    Only the customers tied at the k-th value are sorted by id (np.partition finds that value in O(n))."""
+    n = len(values)
+    top = np.zeros(n, dtype=bool)
+    if k <= 0:
+        return top
+    threshold = np.partition(values, n - k)[n - k]
+    top[values > threshold] = True
+    tied = np.flatnonzero(values == threshold)
+    top[tied[np.argsort(ids[tied])[:k - int(top.sum())]]] = True
+    return top
+
+
+def _profile_columns(customers: pd.DataFrame, id_column: str, ids: np.ndarray, cols: list[str]) -> pd.DataFrame:
+    """``cols`` of ``customers`` for each id in ``ids`` (the first row per id; missing where there is none)."""
+    cid = customers[id_column].astype(str).to_numpy()
+    if len(cid) == len(ids) and np.array_equal(cid, ids):  # already one row per customer in this order
+        return customers[cols].reset_index(drop=True)
+    first = ~pd.Index(cid).duplicated()
+    rows = customers.loc[first, cols].reset_index(drop=True)
+    return rows.reindex(pd.Index(cid[first]).get_indexer(ids))  # -1 (no row) is not a label: missing
+
+
 @dataclass(frozen=True, repr=False)
 class ValueSegments(_Result):
     """How value is concentrated across customers and who the most valuable customers are.
@@ -96,47 +120,47 @@ def value_segments(value, customers: pd.DataFrame | None = None, *, categories: 
     total = float(v.sum())
     if total <= 0:
         raise ClvError("the total value must be > 0 to compute shares of value")
-    order = pd.DataFrame({"id": v.index, "value": v.to_numpy()}).sort_values(["value", "id"],
-                                                                             ascending=[False, True])
-    n = len(order)
-    position = np.arange(n)
-    order["decile"] = position * 10 // n + 1
+    values, ids = v.to_numpy(), v.index.to_numpy()
+    n = len(values)
+    ranked = np.sort(values)[::-1]  # the deciles need only the values in order, not who holds them
     k = int(round(top_share * n))
-    order["top"] = position < k
-
-    dec = order.groupby("decile").agg(customers=("value", "size"), value=("value", "sum"),
-                                      mean_value=("value", "mean"), min_value=("value", "min"),
-                                      max_value=("value", "max")).reindex(range(1, 11))
+    dec = pd.DataFrame({"decile": np.arange(n) * 10 // n + 1, "value": ranked}).groupby("decile").agg(
+        customers=("value", "size"), value=("value", "sum"), mean_value=("value", "mean"),
+        min_value=("value", "min"), max_value=("value", "max")).reindex(range(1, 11))
     dec["customers"] = dec["customers"].fillna(0).astype("int64")
     dec.insert(2, "share_of_value", dec["value"] / total)
     dec.insert(3, "cumulative_share", dec["share_of_value"].fillna(0).cumsum())
     dec = _suppress(dec.reset_index(), (dec.customers < min_cell).to_numpy(),
                     ["customers", "value", "share_of_value", "cumulative_share", "mean_value", "min_value",
                      "max_value"])
-    top_value = float(order.loc[order.top, "value"].sum()) / total if k >= min_cell else math.nan
+    top_value = float(pd.Series(ranked[:k]).sum()) / total if k >= min_cell else math.nan
 
-    profile = order.set_index("id")[["top"]]
     cols = list(categories) + list(measures)
+    profile = None
     if cols:
         if customers is None:
             raise ClvError("categories and measures need the customers frame")
         missing = [c for c in [id_column, *cols] if c not in customers.columns]
         if missing:
             raise ClvError(f"customers needs the column(s) {', '.join(missing)}")
-        attrs = customers.assign(**{id_column: customers[id_column].astype(str)}).drop_duplicates(id_column)
-        profile = profile.join(attrs.set_index(id_column)[cols])
-    groups = {"top": profile.top.to_numpy(), "rest": ~profile.top.to_numpy()}
+        profile = _profile_columns(customers, id_column, ids, cols)
+    top = _top_mask(values, ids, k)
+    groups = {"top": top, "rest": ~top}
 
     # each cell (group × category, group × measure) is blanked on its own when it describes fewer than
     # min_cell_size customers; ``suppressed`` flags rows with any blanked cell
     cat_rows = []
     for col in categories:
-        labels = profile[col].astype("object").where(profile[col].notna(), MISSING).astype(str)
-        for cat in sorted(labels.unique()):
-            row = {"column": col, "category": cat, "suppressed": False}
+        codes, uniques = pd.factorize(profile[col])  # missing → -1, shown as MISSING
+        names = np.array([str(u) for u in uniques] + [MISSING], dtype=object)
+        label_codes, labels = pd.factorize(names)  # values with the same text are one category
+        codes = label_codes[np.where(codes < 0, len(uniques), codes)]
+        counts = {g: np.bincount(codes[mask], minlength=len(labels)) for g, mask in groups.items()}
+        present = counts["top"] + counts["rest"] > 0
+        for i in sorted(np.flatnonzero(present), key=lambda i: labels[i]):
+            row = {"column": col, "category": labels[i], "suppressed": False}
             for g, mask in groups.items():
-                count = int((labels[mask] == cat).sum())
-                size = int(mask.sum())
+                count, size = int(counts[g][i]), int(mask.sum())
                 small = count < min_cell or size < min_cell
                 row[f"{g}_customers"] = pd.NA if small else count
                 row[f"{g}_share"] = math.nan if small else count / size
@@ -146,10 +170,10 @@ def value_segments(value, customers: pd.DataFrame | None = None, *, categories: 
                                            "rest_share", "suppressed"])
     meas_rows = []
     for col in measures:
-        values = pd.to_numeric(profile[col], errors="coerce")
+        numbers = pd.to_numeric(profile[col], errors="coerce")
         row = {"measure": col, "suppressed": False}
         for g, mask in groups.items():
-            got = values[mask].dropna()
+            got = numbers[mask].dropna()
             small = len(got) < min_cell
             row[f"{g}_customers"] = pd.NA if small else len(got)
             row[f"{g}_mean"] = math.nan if small else float(got.mean())
