@@ -19,7 +19,7 @@ from ..stats.models.gamma_gamma import GammaGamma
 from ..stats.models.mbgnbd import ModifiedBGNBD
 from ..stats.models.pareto_nbd import ParetoNBD
 from ..stats.models.value import customer_value
-from .engine import _day, _order_period, rfm_table
+from .engine import _day, _order_period, _per_customer_frame, rfm_table
 from .validation import HoldoutValidation, validate_holdout
 from .value import SimpleClv, ValueSegments, simple_clv, subscription_value, value_segments
 
@@ -115,7 +115,6 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
         raise ClvError("fewer than two customers with a repeat purchase of revenue > 0: spend per order cannot be "
                        "modelled")
     gg = GammaGamma().fit(repeat.spend_frequency, repeat.monetary)
-    values = customer_value(fitted, gg, per, horizon_days=horizon_days, discount_rate_per_year=discount_rate)
     c = source.table("customers")
     never = c.anti_join(orders, c.customer_id.cast("string") == orders.customer_id.cast("string")).count()
     coverage = dict(zero_revenue_orders=int(per.zero_revenue_orders.sum()),
@@ -124,17 +123,19 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     categories = [segment] if segment else []
     if segment and segment not in c.columns:
         raise ClvError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
-    profile = c.select("customer_id", *categories).to_pandas() if categories else None
-    if profile is not None:
+    if categories:  # one join on the customer ids; values below keep per's rows in per's order
+        profile = _per_customer_frame(c.select("customer_id", segment))
         profile[segment] = profile[segment].astype("string").fillna(MISSING)
-        values = values.merge(profile, on="customer_id", how="left")
-    measures = values.assign(purchases=values.frequency + 1)[["customer_id", "purchases", "monetary"]]
-    prof = measures if profile is None else measures.merge(profile, on="customer_id", how="left")
-    segments = value_segments(values, prof, categories=categories, measures=["purchases", "monetary"],
+        attrs = per.attrs
+        per = per.merge(profile, on="customer_id", how="left")
+        per.attrs = attrs
+    values = customer_value(fitted, gg, per, horizon_days=horizon_days, discount_rate_per_year=discount_rate)
+    if categories:
+        values[segment] = per[segment].array
+    profile = values.assign(purchases=values.frequency + 1)  # already one row per customer, in the values' order
+    segments = value_segments(values, profile, categories=categories, measures=["purchases", "monetary"],
                               min_cell_size=min_cell_size)
-    simple_frame = per.merge(profile, on="customer_id", how="left") if profile is not None else per
-    simple_frame.attrs = per.attrs
-    simple = simple_clv(simple_frame, fitted, by=segment or None, min_cell_size=min_cell_size)
+    simple = simple_clv(per, fitted, by=segment or None, min_cell_size=min_cell_size)
     years = float(simple.table.years_as_customer.iloc[0])
     purchases = fitted.expected_purchases(years * DAYS_PER_YEAR / unit, values.frequency.to_numpy(),
                                           values.recency.to_numpy(), values["T"].to_numpy())

@@ -136,7 +136,7 @@ def validate_holdout(orders, calibration_end, holdout_end=None, *, time_unit_day
     rows.attrs["time_unit_days"] = unit
     model.fit_rfm(rows)
 
-    c = table.copy()
+    c = table  # our own frame (holdout_table): columns are added to it, not to a copy
     args = (c.frequency.to_numpy(), c.recency.to_numpy(), c["T"].to_numpy())
     c["predicted_purchases"] = np.asarray(model.expected_purchases(t_star, *args), dtype="float64")
     c["p_alive"] = np.asarray(model.probability_alive(*args), dtype="float64")
