@@ -7,6 +7,7 @@ parameter, wrong type, bad schedule file).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -47,9 +48,19 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def _engine_memory(args, jobs: int = 1) -> None:
+    """``--memory``: each of the ``jobs`` kernels' engines gets an equal share (``PCO_ENGINE_MEMORY``, which
+    the kernels inherit)."""
+    if args.memory is not None:
+        from .data.source import ENGINE_MEMORY_ENV
+
+        os.environ[ENGINE_MEMORY_ENV] = f"{args.memory // jobs // 10**6}MB"
+
+
 def cmd_run(args) -> int:
     from .report import run_report
 
+    _engine_memory(args)
     params = dict(args.param or [])
     result = run_report(args.report, data_dir=args.data, out_dir=args.out, params=params,
                         progress=sys.stderr.isatty() and not args.quiet, log=_log_to(args.quiet),
@@ -91,6 +102,7 @@ def cmd_run_all(args) -> int:
         from .data.privacy import pseudonym_salt
 
         pseudonym_salt()  # a missing salt stops everything before any run
+    _engine_memory(args, min(args.jobs, len(runs)))
     one = partial(_run_one, out=str(Path(args.out).resolve()), quiet=args.quiet, pseudonymize=args.pseudonymize)
     if args.jobs == 1:
         rows = [one(run) for run in runs]
@@ -161,6 +173,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _memory_size(text: str) -> int:
+    from .data.source import DataError, engine_memory
+
+    try:
+        return engine_memory(text, "--memory")
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--memory: ")) from None
+
+
+MEMORY_HELP = ("memory the data engine may use, e.g. 8GB (default: DuckDB's 80%% of the machine's per report); "
+               "beyond it the engine spills to disk, which is slower. The per-customer tables a report keeps "
+               "(clv, lifecycle) come on top")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pco", description="Post-conversion optimization reports.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pseudonymize", action="store_true",
                    help="salted hashes instead of customer ids in the CSV files beside the report "
                         "(salt from PCO_PSEUDONYM_SALT)")
+    p.add_argument("--memory", type=_memory_size, default=None, metavar="SIZE", help=MEMORY_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("run-all", help="run every scheduled report")
@@ -187,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=_positive_int, default=1, help="runs side by side (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary table")
     p.add_argument("--pseudonymize", action="store_true", help="as for pco run")
+    p.add_argument("--memory", type=_memory_size, default=None, metavar="SIZE",
+                   help=MEMORY_HELP + "; shared equally by the runs side by side")
     p.add_argument("--changes", metavar="FILE", default=None,
                    help="also write what changed since each run's previous good run as JSON (for alerts)")
     p.set_defaults(func=cmd_run_all)

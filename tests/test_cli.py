@@ -1,6 +1,7 @@
 """The `pco` command as a scheduler or an analyst calls it (exit codes and messages)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,22 @@ def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["data", "sample", "--customers", "-5"])
     assert exc.value.code == 2
+
+
+def test_memory_is_shared_by_the_runs_side_by_side(monkeypatch, capsys):
+    from pco_lib.cli import _engine_memory, build_parser
+    from pco_lib.data.source import ENGINE_MEMORY_ENV
+
+    monkeypatch.setenv(ENGINE_MEMORY_ENV, "unchanged")  # restored after the test
+    _engine_memory(build_parser().parse_args(["run-all", "--memory", "8GB", "-j", "2"]), 2)
+    assert os.environ[ENGINE_MEMORY_ENV] == "4000MB"
+    _engine_memory(build_parser().parse_args(["run", "clv", "--memory", "1.5GiB"]))
+    assert os.environ[ENGINE_MEMORY_ENV] == "1610MB"
+    _engine_memory(build_parser().parse_args(["run", "clv"]))  # no --memory: left as it is
+    assert os.environ[ENGINE_MEMORY_ENV] == "1610MB"
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "clv", "--memory", "5"])
+    assert exc.value.code == 2 and "'5' is not a memory size" in capsys.readouterr().err
 
 
 def test_console_script_is_installed_and_reports_exit_codes(tmp_path):

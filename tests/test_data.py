@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import ibis
 import pandas as pd
@@ -94,6 +95,32 @@ def test_typed_views_convert_only_what_needs_it(tmp_path):
     (tmp_path / "other.csv").rename(tmp_path / "orders.csv")
     text = connect(tmp_path).table("orders").to_pandas()
     assert text.ordered_at[0] == pd.Timestamp("2024-01-01 00:30") and text.revenue[0] == 5.0
+
+
+def test_engine_memory_limit_and_spill_folder(tiny_sample, tmp_path, monkeypatch):
+    """PCO_ENGINE_MEMORY (pco run --memory) bounds DuckDB; it spills under the system's temporary folder (its
+    default, ".tmp", is relative to the working directory: a report's folder), a folder per connection."""
+    import tempfile
+
+    from pco_lib.data.source import ENGINE_MEMORY_ENV, engine_memory
+
+    assert engine_memory("8GB") == 8 * 10**9 and engine_memory(" 1.5 GiB") == int(1.5 * 2**30)
+    assert engine_memory("512mb") == 512 * 10**6
+    for bad in ("8", "lots", "-1GB", "50MB"):
+        with pytest.raises(DataError, match=f"{ENGINE_MEMORY_ENV}: '{bad}'"):
+            engine_memory(bad)
+    q = ("SELECT current_setting('memory_limit'), current_setting('temp_directory'), "
+         "current_setting('allocator_background_threads')")
+    monkeypatch.setenv(ENGINE_MEMORY_ENV, "1GB")
+    monkeypatch.chdir(tmp_path)
+    one, two = (connect(tiny_sample).con.raw_sql(q).fetchall()[0] for _ in range(2))
+    assert one[0] == "953.6 MiB" and one[2] is True  # 1GB = 10⁹ bytes, as DuckDB shows it
+    assert Path(one[1]).parent == Path(tempfile.gettempdir()) and one[1] != two[1]
+    monkeypatch.delenv(ENGINE_MEMORY_ENV)
+    assert connect(tiny_sample).con.raw_sql(q).fetchall()[0][0] != one[0]  # DuckDB's default
+    monkeypatch.setenv(ENGINE_MEMORY_ENV, "lots")
+    with pytest.raises(DataError, match="not a memory size"):
+        connect(tiny_sample)
 
 
 def test_duckdb_draws_no_progress_bar_on_the_terminal(tiny_sample, tmp_path):

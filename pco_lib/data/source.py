@@ -13,8 +13,11 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,20 +228,53 @@ def default_data() -> str:
 
 
 
+ENGINE_MEMORY_ENV = "PCO_ENGINE_MEMORY"  # memory the in-process engine (DuckDB) may use, e.g. 4GB; see engine_memory
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20,
+               "GIB": 2**30, "TIB": 2**40}
+_spill_folders = itertools.count()
+
+
+def engine_memory(text: str, what: str = ENGINE_MEMORY_ENV) -> int:
+    """Bytes in a memory size such as ``8GB``, ``512MB`` or ``1.5GiB`` (at least 100 MB)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*", str(text), flags=re.IGNORECASE)
+    if not m:
+        raise DataError(f"{what}: {text!r} is not a memory size; write it like 8GB, 512MB or 1.5GiB")
+    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+    if size < 100 * 10**6:
+        raise DataError(f"{what}: {text!r} is less than 100MB, too little for the engine to work in")
+    return size
+
+
 def quiet_duckdb(con=None):
-    """``con`` (default: a new in-memory DuckDB) with DuckDB's progress bar off: outside Jupyter it draws
-    itself on the process's output for queries over 2 s (at a million customers: validation, clv), which
-    ends up in a scheduler's log. Inside a Jupyter kernel DuckDB refuses to change the setting without
-    ipywidgets, and draws nothing without it, so it is left alone there. Other backends are returned as
-    they are."""
+    """``con`` (default: a new in-memory DuckDB) set up for reports; other backends are returned as they are.
+
+    - DuckDB's progress bar is off: outside Jupyter it draws itself on the process's output for queries over
+      2 s (at a million customers: validation, clv), which ends up in a scheduler's log. Inside a Jupyter
+      kernel DuckDB refuses to change the setting without ipywidgets, and draws nothing without it, so it is
+      left alone there.
+    - Its allocator returns freed memory to the system in the background (at 10M customers 1 GB of the
+      2.6 GB it kept after the clv aggregation, within 10 s).
+    - With ``PCO_ENGINE_MEMORY`` (``pco run --memory``) it uses at most that much memory and spills the rest
+      of a large aggregation or sort to disk, which is slower (at 10M customers the clv aggregation took
+      33 s in 4GB and 51 s in 2GB, against 23 s with DuckDB's default of 80% of the machine's memory).
+    - It spills into a folder of its own under the system's temporary folder, never into the working
+      directory (a report's folder); DuckDB removes the folder when the connection closes.
+    """
     import duckdb
 
     con = ibis.duckdb.connect() if con is None else con
-    if getattr(con, "name", None) == "duckdb":
-        try:
-            con.raw_sql("SET enable_progress_bar = false")
-        except duckdb.InvalidInputException:  # in a kernel: "required package 'ipywidgets' is missing"
-            pass
+    if getattr(con, "name", None) != "duckdb":
+        return con
+    try:
+        con.raw_sql("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:  # in a kernel: "required package 'ipywidgets' is missing"
+        pass
+    spill = Path(tempfile.gettempdir()) / f"pco-duckdb-{os.getpid()}-{next(_spill_folders)}"
+    con.raw_sql("SET temp_directory = '" + str(spill).replace("'", "''") + "'")
+    con.raw_sql("SET allocator_background_threads = true")
+    limit = os.environ.get(ENGINE_MEMORY_ENV, "").strip()
+    if limit:
+        con.raw_sql(f"SET memory_limit = '{engine_memory(limit) // 10**6}MB'")
     return con
 
 

@@ -183,8 +183,8 @@ def _tree_rss(process: psutil.Process) -> int:
 
 def test_every_report_end_to_end(sample, table):
     """Every scheduled report through `pco run-all` on this sample, PCO_BENCH_JOBS at a time (default 2, as
-    `make report`). Peak memory: the whole process tree (pco, its workers and the report kernels), sampled
-    every 0.1 s; CPU: that of the finished process tree (getrusage of the children)."""
+    `make report`), with `--memory PCO_BENCH_MEMORY` when that is set (e.g. 4GB). Peak memory: the whole
+    process tree (pco, its workers and the report kernels), sampled every 0.1 s; CPU: that of the finished process tree (getrusage of the children)."""
     import yaml
 
     from pco_lib.report import list_runs
@@ -197,6 +197,9 @@ def test_every_report_end_to_end(sample, table):
     out = sample.parent / "reports"
     command = [sys.executable, "-m", "pco_lib.cli", "run-all", "--schedule", str(schedule), "--out", str(out),
                "-q", "--jobs", str(jobs)]
+    memory = os.environ.get("PCO_BENCH_MEMORY", "")
+    if memory:
+        command += ["--memory", memory]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k != "PCO_TEST_KERNEL_SERVER"}  # real kernels, in the tree
@@ -228,7 +231,8 @@ def test_every_report_end_to_end(sample, table):
         table.add(f"{name} end to end", customers, Timing(manifest["duration_s"], float("nan")))
         table.target(f"{name}: wall", customers, manifest["duration_s"], 30, "s")
     peak_gb = peak / 1e9
-    table.add(f"all {len(runs)} scheduled reports, pco run-all --jobs {jobs} (peak memory of the process tree "
+    flags = f"--jobs {jobs}" + (f" --memory {memory}" if memory else "")
+    table.add(f"all {len(runs)} scheduled reports, pco run-all {flags} (peak memory of the process tree "
               f"{peak_gb:.2f} GB)", customers, Timing(wall, cpu))
     table.target(f"all {len(runs)} scheduled reports: wall", customers, wall, 180, "s")
     big = customers > 1_000_000
