@@ -184,7 +184,8 @@ def _tree_rss(process: psutil.Process) -> int:
 def test_every_report_end_to_end(sample, table):
     """Every scheduled report through `pco run-all` on this sample, PCO_BENCH_JOBS at a time (default 2, as
     `make report`), with `--memory PCO_BENCH_MEMORY` when that is set (e.g. 4GB). Peak memory: the whole
-    process tree (pco, its workers and the report kernels), sampled every 0.1 s; CPU: that of the finished process tree (getrusage of the children)."""
+    process tree (pco, its workers and the report kernels), sampled every 0.1 s; CPU: that of the finished
+    process tree (getrusage of the children)."""
     import yaml
 
     from pco_lib.report import list_runs
