@@ -102,7 +102,7 @@ def test_engine_memory_limit_and_spill_folder(tiny_sample, tmp_path, monkeypatch
     default, ".tmp", is relative to the working directory: a report's folder), a folder per connection."""
     import tempfile
 
-    from pco_lib.data.source import ENGINE_MEMORY_ENV, engine_memory
+    from pco_lib.data.source import ENGINE_MEMORY_ENV, connection_from_environment, engine_memory
 
     assert engine_memory("8GB") == 8 * 10**9 and engine_memory(" 1.5 GiB") == int(1.5 * 2**30)
     assert engine_memory("512mb") == 512 * 10**6
@@ -121,6 +121,9 @@ def test_engine_memory_limit_and_spill_folder(tiny_sample, tmp_path, monkeypatch
     monkeypatch.setenv(ENGINE_MEMORY_ENV, "lots")
     with pytest.raises(DataError, match="not a memory size"):
         connect(tiny_sample)
+    monkeypatch.setenv("PCO_TEST_DB", f"duckdb://{tmp_path / 'shop.duckdb'}")
+    with pytest.raises(DataError, match="not a memory size"):  # a warehouse's DuckDB too, not "cannot connect"
+        connection_from_environment("env:PCO_TEST_DB")
 
 
 def test_duckdb_draws_no_progress_bar_on_the_terminal(tiny_sample, tmp_path):

@@ -132,7 +132,9 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     values = customer_value(fitted, gg, per, horizon_days=horizon_days, discount_rate_per_year=discount_rate)
     if categories:
         values[segment] = per[segment].array
-    profile = values.assign(purchases=values.frequency + 1)  # already one row per customer, in the values' order
+    # one row per customer in the values' order (no join in value_segments); the columns are not copied
+    profile = pd.DataFrame({"customer_id": values.customer_id.array, "purchases": values.frequency.to_numpy() + 1,
+                            "monetary": values.monetary.array, **{col: values[col].array for col in categories}})
     segments = value_segments(values, profile, categories=categories, measures=["purchases", "monetary"],
                               min_cell_size=min_cell_size)
     simple = simple_clv(per, fitted, by=segment or None, min_cell_size=min_cell_size)

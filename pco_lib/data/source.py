@@ -289,9 +289,10 @@ def connection_from_environment(spec: str):
         raise DataError(f"data source {spec!r}: set the environment variable {name or 'NAME'} to an Ibis "
                         "connection URL (for example postgres://user:password@host/database)")
     try:
-        return quiet_duckdb(ibis.connect(url))
+        con = ibis.connect(url)
     except Exception as exc:  # every backend raises its own errors; the URL itself is never shown
         raise DataError(f"data source {spec!r}: cannot connect ({type(exc).__name__})") from None
+    return quiet_duckdb(con)  # a bad PCO_ENGINE_MEMORY is its own DataError, not "cannot connect"
 
 
 FILE_OPENERS: dict = {}  # file suffix -> function opening a DataSource from such a file (see .mapping)
