@@ -148,6 +148,9 @@ def test_leads_without_a_customer_yet_are_leads():
     by_source = lc.stage_counts(customers, orders, D, leads=leads, by="channel", lead_by="source", min_cell_size=1)
     leads_by = by_source[by_source.stage == "lead"].set_index("channel").customers.dropna()
     assert leads_by.to_dict() == {"s": 2, "t": 1}  # every open lead by its own source (L1, L5: s; L3: t)
+    overall, by_channel = lc.stage_counts_by(customers, orders, D, "channel", leads=leads, min_cell_size=1)
+    pd.testing.assert_frame_equal(overall, lc.stage_counts(customers, orders, D, leads=leads, min_cell_size=1))
+    pd.testing.assert_frame_equal(by_channel, lc.stage_counts(customers, orders, D, by="channel", min_cell_size=1))
 
 
 def test_stage_counts_by_segment_with_small_cells_suppressed():
@@ -194,6 +197,38 @@ def test_transition_matrix_by_hand():
     assert np.isnan(hidden.shares.loc["new", "at_risk"])
     with pytest.raises(lc.SegmentError, match="after"):
         lc.stage_transitions(customers, orders, d2, d1)
+
+
+@pytest.mark.parametrize("max_age", [None, 60])
+def test_transitions_equal_matching_the_stage_rows_of_both_days(max_age):
+    """The matrix equals an outer merge (pandas) of every customer's and open lead's key on both days, though
+    the leads without a customer id are counted without a join."""
+    rng = np.random.default_rng(8)
+    n = 300
+    spec = {f"c{i:03d}": (int(d), [(int(d) - k * int(g), 10.0) for k in range(int(m)) if int(d) - k * int(g) >= 0])
+            for i, (d, g, m) in enumerate(zip(rng.integers(0, 400, n), rng.integers(5, 60, n),
+                                              rng.integers(0, 6, n)))}
+    customers, orders = frames(spec)
+    m = 400
+    cid = np.where(rng.uniform(size=m) < 0.3, rng.choice([*spec, "unknown"], m), None)
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(m)], "source": "s", "customer_id": cid,
+                          "created_at": [at(int(d)) for d in rng.integers(-10, 500, m)]})
+    d1, d2 = D - pd.Timedelta(days=45), D
+    joined = [k for k, v in spec.items() if v[0] < 45][:5]  # leads 10 days before d1 of customers converting later
+    leads = pd.concat([leads, pd.DataFrame({"lead_id": [f"J{k}" for k in joined], "source": "s",
+                                            "customer_id": joined, "created_at": at(55)})], ignore_index=True)
+    rules = lc.StageRules(lead_max_age_days=max_age)
+    tr = lc.stage_transitions(customers, orders, d1, d2, rules, leads=leads, min_cell_size=1)
+    then = lc.customer_stages(customers, orders, d1, rules, leads=leads)
+    now = lc.customer_stages(customers, orders, d2, rules, leads=leads)
+    both = then.merge(now, on="key", how="outer", suffixes=("_from", "_to"))
+    ref = pd.crosstab(both.stage_from.fillna(lc.NOT_YET), both.stage_to.fillna(lc.GONE))
+    got = tr.counts.drop(columns="total").fillna(0)
+    assert ref.to_numpy().sum() == got.to_numpy().sum() > 0
+    for (a, b), value in ref.stack().items():
+        assert got.loc[a, b] == value, (a, b)
+    assert ref.loc["lead", "lead"] > 0 and ref.loc[lc.NOT_YET, "lead"] > 0 and ref.loc["lead", "new"] > 0
+    assert (max_age is None) == (lc.GONE not in ref.columns)  # leads age out only with a maximum age
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,6 +349,82 @@ def test_calibration_table_bins():
     assert lc.calibration_table(p, y, min_cell_size=11).suppressed.all()
 
 
+def _lookalike_input(n: int = 3000, seed: int = 11) -> pd.DataFrame:
+    """A lookalike frame with a known logistic truth, conversion days with many ties, missing channels and an
+    integer-coded device."""
+    rng = np.random.default_rng(seed)
+    orders = rng.poisson(1.5, n)
+    revenue = np.round(rng.gamma(2.0, 20.0, n), 2) * (orders > 0)
+    channel = rng.choice(["email", "paid", "organic", None], n, p=[0.3, 0.3, 0.35, 0.05])
+    device = rng.choice([1, 2, 3], n)
+    eta = -2 + 0.5 * orders + 0.01 * revenue + 0.6 * (channel == "email") - 0.4 * (device == 3)
+    label = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype("int64")
+    converted = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+    frame = pd.DataFrame({"customer_id": [f"c{i:05d}" for i in range(n)], "converted": converted,
+                          "orders_30d": orders, "revenue_30d": revenue, "channel": channel, "device": device,
+                          "label": label})
+    return frame.sort_values(["converted", "customer_id"]).reset_index(drop=True)
+
+
+def _newton_logit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum likelihood logistic regression by Newton–Raphson: β ← β + (XᵀWX)⁻¹ Xᵀ(y − p); SE = √diag((XᵀWX)⁻¹)."""
+    beta = np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ beta))
+        info = x.T @ (x * (p * (1 - p))[:, None])
+        step = np.linalg.solve(info, x.T @ (y - p))
+        beta += step
+        if np.abs(step).max() < 1e-12:
+            break
+    p = 1 / (1 + np.exp(-x @ beta))
+    return beta, np.sqrt(np.diag(np.linalg.inv(x.T @ (x * (p * (1 - p))[:, None]))))
+
+
+def test_lookalike_fit_matches_newton_raphson_and_ignores_row_order():
+    frame = _lookalike_input()
+    as_of = "2025-12-31"
+    model = lc.fit_lookalike(frame, as_of, categorical=["channel", "device"], min_cell_size=1)
+    # the split by hand: converted ≥ 90 days before as_of is mature; its oldest 70% (by day, then id) train
+    mature = frame[frame.converted <= pd.Timestamp("2025-10-02")]
+    train = mature.iloc[:round(0.7 * len(mature))]
+    assert model.train_customers == len(train) and model.holdout_customers == len(mature) - len(train)
+    assert model.train_until == train.converted.max().date()
+    # the design by hand: reference = the most common training level (organic; device 1, 2 or 3 by count)
+    channel = train.channel.fillna("(missing)")
+    device = train.device.astype(str)
+    ref_c, ref_d = channel.value_counts().index[0], device.value_counts().index[0]
+    assert ref_c == "organic"
+    terms = {"const": np.ones(len(train)), "orders_30d": train.orders_30d, "revenue_30d": train.revenue_30d}
+    terms |= {f"channel={v}": (channel == v) for v in sorted(set(channel) - {ref_c})}
+    terms |= {f"device={v}": (device == v) for v in sorted(set(device) - {ref_d})}
+    x = np.column_stack([np.asarray(v, float) for v in terms.values()])
+    beta, se = _newton_logit(x, train.label.to_numpy(float))
+    coefs = model.coefficients.set_index("term")
+    assert list(coefs.index) == list(terms)
+    np.testing.assert_allclose(coefs.coef, beta, rtol=1e-8, atol=1e-10)  # IRLS and Newton: the same MLE
+    np.testing.assert_allclose(coefs.se, se, rtol=1e-6)
+    holdout = mature.iloc[len(train):]
+    assert model.auc == pytest.approx(auc(model.predict(holdout), holdout.label), rel=1e-12)
+    # the same model from shuffled rows (another index), and the same from date objects for "converted"
+    shuffled = frame.sample(frac=1, random_state=3).set_index(np.arange(len(frame))[::-1] * 7)
+    again = lc.fit_lookalike(shuffled, as_of, categorical=["channel", "device"], min_cell_size=1)
+    pd.testing.assert_frame_equal(again.coefficients, model.coefficients, rtol=1e-10)
+    assert again.auc == model.auc and again.auc_train == model.auc_train
+    pd.testing.assert_frame_equal(again.calibration, model.calibration, rtol=1e-10)
+    pd.testing.assert_frame_equal(again.scores, model.scores, rtol=1e-10)
+    as_dates = lc.fit_lookalike(frame.assign(converted=frame.converted.dt.date), as_of,
+                                categorical=["channel", "device"], min_cell_size=1)
+    pd.testing.assert_frame_equal(as_dates.scores, model.scores)
+
+
+def test_lookalike_leaves_out_a_measure_that_is_zero_for_every_training_customer():
+    frame = _lookalike_input().assign(revenue_30d=0.0)  # $0 orders only
+    model = lc.fit_lookalike(frame, "2025-12-31", categorical=["channel"], min_cell_size=1)
+    assert "revenue_30d" not in set(model.coefficients.term) and model.numeric == ("orders_30d",)
+    assert np.isfinite(model.scores.score).all() and 0.5 < model.auc < 1
+    assert np.isfinite(model.predict(frame)).all()
+
+
 # --------------------------------------------------------------------------------------------------
 # Re-engagement timing
 # --------------------------------------------------------------------------------------------------
@@ -411,7 +522,9 @@ def test_lead_time_to_convert_censors_open_leads():
     assert x.converted_by_2d == pytest.approx(0.25) and x.converted_by_7d == pytest.approx(0.5)
     assert np.isnan(x.converted_by_30d)  # beyond the data
     assert (x.leads, x.converted, x.median_days_converted) == (4, 2, 2.0)
-    conv = lc.lead_conversion(leads, customers, observed_until=until, min_cell_size=1).set_index("source")
+    conv = lc.lead_conversion(leads, customers, observed_until=until, min_cell_size=1)
+    pd.testing.assert_frame_equal(lc.lead_conversion_table(counts, min_cell_size=1), conv)  # the report's path
+    conv = conv.set_index("source")
     assert conv.loc["x", ["leads", "converted"]].tolist() == [4, 2] and conv.loc["all", "leads"] == 5
     lo, hi = wilson_interval(2, 4)
     assert conv.loc["x", "ci_low"] == pytest.approx(lo) and conv.loc["x", "ci_high"] == pytest.approx(hi)
@@ -531,6 +644,7 @@ def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tin
     day, events = readout.as_of, source.table("events")
     pd.testing.assert_frame_equal(readout.rfm, lc.rfm_segments(o, day))
     pd.testing.assert_frame_equal(readout.stages_by_segment, lc.stage_counts(c, o, day, by="channel"))
+    pd.testing.assert_frame_equal(readout.stages, lc.stage_counts(c, o, day, leads=source.table("leads")))
     alone = lc.lookalike(c, o, day, events=events, categorical=["channel", "device"])
     assert readout.lookalike.auc == alone.auc
     pd.testing.assert_frame_equal(readout.lookalike.coefficients, alone.coefficients)

@@ -44,6 +44,7 @@ from .stages import (  # noqa: F401
     Transitions,
     customer_stages,
     stage_counts,
+    stage_counts_by,
     stage_expr,
     stage_transitions,
 )
@@ -53,6 +54,7 @@ from .timing import (  # noqa: F401
     contact_window_expr,
     gap_summary,
     lead_conversion,
+    lead_conversion_table,
     lead_expr,
     lead_time_counts,
     lead_time_to_convert,

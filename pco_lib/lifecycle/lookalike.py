@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..data.privacy import DEFAULT_MIN_CELL_SIZE, suppress_small_cells
 from ..data.source import MISSING
@@ -25,9 +26,11 @@ from .rfm import _top, early_behaviour_expr, rfm_expr
 
 def lookalike_frame(customers, orders, as_of, *, events=None, days: int = 30, top: Sequence[str] = ("Champions",),
                     columns: Sequence[str] = ("channel", "device")) -> pd.DataFrame:
-    """One row per customer whose first ``days`` are complete at ``as_of``: customer_id, converted (day),
-    the early behaviours of :func:`early_behaviour_expr`, ``columns`` and label (1 = in a ``top`` RFM
-    segment at ``as_of``)."""
+    """One row per customer whose first ``days`` are complete at ``as_of``, ordered by conversion day and
+    customer_id: customer_id, converted (day, datetime64), the early behaviours of
+    :func:`early_behaviour_expr`, ``columns`` and label (1 = in a ``top`` RFM segment at ``as_of``).
+
+    Text columns are Arrow strings: at 10M customers Python strings would take ~0.7 GB for the ids alone."""
     top = _top(top)
     day = _day(as_of, "as_of")
     e = early_behaviour_expr(customers, orders, events=events, days=days, columns=columns)
@@ -35,9 +38,13 @@ def lookalike_frame(customers, orders, as_of, *, events=None, days: int = 30, to
     r = rfm_expr(orders, day)
     r = r.select(_rid=r.customer_id, _top=r.segment.isin(list(top)))
     j = e.left_join(r, e.customer_id == r._rid)
-    out = j.select(*e.columns, label=j._top.fill_null(False).cast("int64")).order_by("customer_id").to_pandas()
-    out["converted"] = pd.to_datetime(out["converted"]).dt.date
-    return out
+    out = j.select(*e.columns, label=j._top.fill_null(False).cast("int64")).order_by(["converted", "customer_id"])
+    table = out.to_pyarrow()
+    text = {pa.string(): pd.ArrowDtype(pa.string()), pa.large_string(): pd.ArrowDtype(pa.large_string())}
+    frame = table.to_pandas(types_mapper=text.get, self_destruct=True, split_blocks=True, date_as_object=False)
+    del table
+    frame["converted"] = frame["converted"].astype("datetime64[s]")
+    return frame
 
 
 @dataclass(frozen=True, repr=False)
@@ -80,19 +87,60 @@ class Lookalike(_Result):
 def _predict(params: pd.Series, frame: pd.DataFrame, numeric: Sequence[str], levels: dict) -> np.ndarray:
     if len(frame) == 0:
         return np.array([], dtype=float)
-    x = _design(frame, numeric, levels)
-    return 1 / (1 + np.exp(-(x.to_numpy(float) @ params.reindex(x.columns).to_numpy(float))))
+    x, names = _design(_Columns(frame, numeric, levels), None, numeric, levels)
+    return _logistic(x, params.reindex(names).to_numpy(float))
 
 
-def _design(frame: pd.DataFrame, numeric: Sequence[str], levels: dict) -> pd.DataFrame:
-    x = pd.DataFrame({"const": 1.0}, index=frame.index)
-    for col in numeric:
-        x[col] = frame[col].astype(float)
+def _logistic(x: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-(x @ beta)))
+
+
+class _Columns:
+    """The model's columns of a frame as arrays, read once: numeric columns as floats, categorical ones as
+    integer codes with their labels (text; a missing value is labelled "(missing)")."""
+
+    def __init__(self, frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]):
+        self.rows = len(frame)
+        self.numeric = {col: frame[col].to_numpy(float) for col in numeric}
+        self.codes = {col: _codes(frame[col]) for col in categorical}
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if not pd.api.types.is_string_dtype(values):  # numbers, dates: labelled by their text, as in the old design
+        values = values.astype("object").where(values.notna(), MISSING).astype(str)
+    codes, uniques = pd.factorize(values)
+    names = np.asarray(uniques, dtype=object)
+    if (codes < 0).any():
+        at = np.flatnonzero(names == MISSING)
+        if len(at):
+            missing = at[0]
+        else:
+            names, missing = np.append(names, MISSING), len(names)
+        codes = np.where(codes < 0, missing, codes)
+    return codes, names
+
+
+def _design(columns: _Columns, rows: np.ndarray | None, numeric: Sequence[str],
+            levels: dict) -> tuple[np.ndarray, list[str]]:
+    """Design matrix of ``rows`` (positions; None for all): const, the numeric columns, then a 0/1 column per
+    non-reference level ("channel=email"); one float array, no frame."""
+    def pick(values):
+        return values if rows is None else values[rows]
+
+    names = ["const", *numeric, *(f"{col}={v}" for col, values in levels.items() for v in values)]
+    x = np.empty((columns.rows if rows is None else len(rows), len(names)), order="F")  # by column, as a frame
+    x[:, 0] = 1.0
+    for j, col in enumerate(numeric, start=1):
+        x[:, j] = pick(columns.numeric[col])
+    j = 1 + len(numeric)
     for col, values in levels.items():
-        labels = frame[col].astype("object").where(frame[col].notna(), MISSING).astype(str)
+        codes, labels = columns.codes[col]
+        picked = pick(codes)
         for v in values:
-            x[f"{col}={v}"] = (labels == v).astype(float)
-    return x
+            at = np.flatnonzero(labels == v)
+            x[:, j] = (picked == at[0]) if len(at) else 0.0
+            j += 1
+    return x, names
 
 
 def calibration_table(predicted, observed, bins: int = 10,
@@ -135,48 +183,74 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
     missing = [c for c in ("customer_id", "converted", "label", *numeric, *categorical) if c not in frame.columns]
     if missing:
         raise SegmentError(f"the lookalike frame needs the column(s) {', '.join(missing)}")
-    converted = pd.to_datetime(frame["converted"])
-    cutoff = pd.Timestamp(day - dt.timedelta(days=recent_days))
-    mature = frame[converted <= cutoff].assign(_c=converted[converted <= cutoff]).sort_values(["_c", "customer_id"])
-    recent = frame[converted > cutoff]
+    converted = pd.to_datetime(frame["converted"]).to_numpy()
+    cutoff = np.datetime64(pd.Timestamp(day - dt.timedelta(days=recent_days)))
+    mature = np.flatnonzero(converted <= cutoff)
+    mature = mature[_by_day_then_id(converted[mature], frame["customer_id"].array[mature])]
+    recent = np.flatnonzero(converted > cutoff)
     n_train = int(round(train_share * len(mature)))
-    train, holdout = mature.iloc[:n_train], mature.iloc[n_train:]
-    if n_train < 2 or train["label"].nunique() < 2:
+    train, holdout = mature[:n_train], mature[n_train:]
+    y = frame["label"].to_numpy(float)
+    if n_train < 2 or pd.Series(y[train]).nunique() < 2:
         raise SegmentError(f"cannot train the lookalike model: {n_train} training customers with "
-                           f"{int(train['label'].sum()) if n_train else 0} in the top segment; use an earlier "
+                           f"{int(y[train].sum()) if n_train else 0} in the top segment; use an earlier "
                            "recent_days cut, a larger top segment or more data")
+    columns = _Columns(frame, numeric, categorical)
     levels = {}
     for col in categorical:
-        labels = train[col].astype("object").where(train[col].notna(), MISSING).astype(str)
-        sizes = labels.value_counts()
+        codes, labels = columns.codes[col]
+        sizes = pd.Series(labels[codes[train]]).value_counts()
         levels[col] = sorted(v for v in sizes.index if v != sizes.index[0])
-    x = _design(train, numeric, levels)
-    x = x.loc[:, (x != 0).any() | (x.columns == "const")]
+    x, names = _design(columns, train, numeric, levels)
+    used = (x != 0).any(axis=0)  # a column that is 0 for every training customer cannot be estimated
+    used[0] = True
+    if not used.all():
+        x, names = x[:, used], [n for n, u in zip(names, used) if u]
+        numeric = tuple(c for c in numeric if c in names)
+        levels = {col: [v for v in vals if f"{col}={v}" in names] for col, vals in levels.items()}
     try:
-        fit = GLM(train["label"].astype(float), x, family=Binomial()).fit()
+        fit = GLM(y[train], x, family=Binomial()).fit()
     except Exception as exc:  # perfect separation, singular design: say so plainly
         raise SegmentError(f"the lookalike model could not be fitted ({exc})") from None
-    ci = fit.conf_int(alpha)
+    beta = np.asarray(fit.params)
+    ci = np.asarray(fit.conf_int(alpha))
     with np.errstate(over="ignore"):  # a near-separated level's interval reaches e^700+: an odds ratio of inf
-        coefs = pd.DataFrame({"term": x.columns, "coef": fit.params.to_numpy(), "se": fit.bse.to_numpy(),
-                              "z": fit.tvalues.to_numpy(), "p_value": fit.pvalues.to_numpy(),
-                              "odds_ratio": np.exp(fit.params.to_numpy()),
-                              "odds_ratio_ci_low": np.exp(ci[0].to_numpy()),
-                              "odds_ratio_ci_high": np.exp(ci[1].to_numpy())})
-    levels = {col: [v for v in vals if f"{col}={v}" in x.columns] for col, vals in levels.items()}
-    p_train = _predict(fit.params, train, numeric, levels)
-    p_hold = _predict(fit.params, holdout, numeric, levels)
-    calibration = calibration_table(p_hold, holdout["label"].to_numpy(), min_cell_size=min_cell)
-    scores = pd.DataFrame({"customer_id": recent["customer_id"].to_numpy(), "converted": recent["converted"].to_numpy(),
-                           "score": _predict(fit.params, recent, numeric, levels)})
+        coefs = pd.DataFrame({"term": names, "coef": beta, "se": np.asarray(fit.bse),
+                              "z": np.asarray(fit.tvalues), "p_value": np.asarray(fit.pvalues),
+                              "odds_ratio": np.exp(beta), "odds_ratio_ci_low": np.exp(ci[:, 0]),
+                              "odds_ratio_ci_high": np.exp(ci[:, 1])})
+    p_train = _logistic(x, beta)
+    del x, fit  # the training design (rows × terms floats) before the holdout's
+    p_hold = _logistic(_design(columns, holdout, numeric, levels)[0], beta)
+    calibration = calibration_table(p_hold, y[holdout], min_cell_size=min_cell)
+    day_of = frame["converted"].iloc[recent]
+    scores = pd.DataFrame({
+        "customer_id": frame["customer_id"].iloc[recent].to_numpy(dtype=object),
+        "converted": (day_of.dt.date if pd.api.types.is_datetime64_any_dtype(day_of) else day_of).to_numpy(),
+        "score": _logistic(_design(columns, recent, numeric, levels)[0], beta)})
     scores = scores.sort_values(["score", "customer_id"], ascending=[False, True]).reset_index(drop=True)
     return Lookalike(
-        coefficients=coefs, auc=auc(p_hold, holdout["label"]), auc_train=auc(p_train, train["label"]),
+        coefficients=coefs, auc=auc(p_hold, y[holdout]), auc_train=auc(p_train, y[train]),
         calibration=calibration, scores=scores, train_customers=len(train),
-        train_positive_rate=float(train["label"].mean()), holdout_customers=len(holdout),
-        holdout_positive_rate=float(holdout["label"].mean()) if len(holdout) else math.nan,
-        train_until=train["_c"].max().date(), holdout_until=holdout["_c"].max().date() if len(holdout) else day,
-        numeric=numeric, levels=levels, params=fit.params)
+        train_positive_rate=float(y[train].mean()), holdout_customers=len(holdout),
+        holdout_positive_rate=float(y[holdout].mean()) if len(holdout) else math.nan,
+        train_until=pd.Timestamp(converted[train].max()).date(),
+        holdout_until=pd.Timestamp(converted[holdout].max()).date() if len(holdout) else day,
+        numeric=numeric, levels=levels, params=pd.Series(beta, index=names))
+
+
+def _by_day_then_id(converted: np.ndarray, ids) -> np.ndarray:
+    """Positions that order the rows by conversion day, then customer_id (how training and holdout are cut,
+    and the holdout's order for the calibration bins); no sort when they already are, as
+    :func:`lookalike_frame` returns them."""
+    if len(converted) < 2:
+        return np.arange(len(converted))
+    if (converted[1:] >= converted[:-1]).all():
+        same = converted[1:] == converted[:-1]
+        later = pd.array(ids[1:][same] > ids[:-1][same], dtype="boolean")
+        if later.to_numpy(dtype=bool, na_value=False).all():
+            return np.arange(len(converted))
+    return pd.DataFrame({"_c": converted, "customer_id": ids}).sort_values(["_c", "customer_id"]).index.to_numpy()
 
 
 def lookalike(customers, orders, as_of, *, events=None, days: int = 30, top: Sequence[str] = ("Champions",),

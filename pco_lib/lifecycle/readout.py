@@ -15,12 +15,12 @@ from ..data.privacy import DEFAULT_MIN_CELL_SIZE
 from .common import ALL, SegmentError, _day, shared_views
 from .lookalike import Lookalike, lookalike
 from .rfm import SegmentProfile, measure_label, profile_top_segment, rfm_grid, rfm_segments
-from .stages import StageRules, Transitions, stage_counts, stage_transitions
+from .stages import StageRules, Transitions, stage_counts, stage_counts_by, stage_transitions
 from .timing import (
     LeadTiming,
     contact_window,
     gap_summary,
-    lead_conversion,
+    lead_conversion_table,
     lead_time_counts,
     lead_time_to_convert,
     repurchase_gap_counts,
@@ -77,8 +77,10 @@ def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None
     if segment and segment not in c.columns:
         raise SegmentError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
     with shared_views():  # the per-customer views are computed once and shared by the sections
-        stages = stage_counts(c, o, day, rules, leads=leads, min_cell_size=min_cell_size)
-        by_segment = (stage_counts(c, o, day, rules, by=segment, min_cell_size=min_cell_size) if segment else None)
+        if segment:
+            stages, by_segment = stage_counts_by(c, o, day, segment, rules, leads=leads, min_cell_size=min_cell_size)
+        else:
+            stages, by_segment = stage_counts(c, o, day, rules, leads=leads, min_cell_size=min_cell_size), None
         transitions = stage_transitions(c, o, start, day, rules, leads=leads, min_cell_size=min_cell_size)
         categories = [x for x in dict.fromkeys([segment, "channel", "device"]) if x and x in c.columns]
         try:
@@ -99,9 +101,10 @@ def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None
         if leads is not None:
             from ..stats.survival import SurvivalError
 
-            lead_table = lead_conversion(leads, c, min_cell_size=min_cell_size)
+            counts = lead_time_counts(leads, c)
+            lead_table = lead_conversion_table(counts, min_cell_size=min_cell_size)
             try:
-                lead_timing = lead_time_to_convert(lead_time_counts(leads, c), min_cell_size=min_cell_size)
+                lead_timing = lead_time_to_convert(counts, min_cell_size=min_cell_size)
             except SurvivalError:
                 notes.append("no lead has converted yet, so time to convert cannot be estimated")
         rfm, grid = rfm_segments(o, day, min_cell_size), rfm_grid(o, day)

@@ -149,11 +149,8 @@ def stage_expr(customers, orders, as_of, rules: StageRules = StageRules(), *, le
                     typical_gap_days=j._gap, **extra)
     if leads is None:
         return rows
-    lt = _table(leads, "leads", ["lead_id", "created_at", "customer_id"])
-    lt = lt.mutate(_lead_cid=lt.customer_id.cast("string"), _created=_date(lt.created_at))
-    lt = lt.filter(lt._created <= today)
-    if rules.lead_max_age_days is not None:
-        lt = lt.filter(_days(today, lt._created) < rules.lead_max_age_days)
+    lt = _lead_table(leads)
+    lt = lt.filter(_open_lead(lt, day, rules))
     conv = c_all.select(_cid=c_all.customer_id, _conv_day=c_all._conv)
     lj = lt.left_join(conv, lt._lead_cid == conv._cid)
     lj = lj.filter(lj._conv_day.isnull() | (lj._conv_day > today))
@@ -165,6 +162,21 @@ def stage_expr(customers, orders, as_of, rules: StageRules = StageRules(), *, le
         revenue_window=ibis.null("float64"), days_since_conversion=ibis.null("int64"),
         days_quiet=ibis.null("int64"), typical_gap_days=ibis.null("float64"), **lead_extra)
     return rows.union(lead_rows.cast(rows.schema()))
+
+
+def _lead_table(leads) -> ibis.Table:
+    lt = _table(leads, "leads", ["lead_id", "created_at", "customer_id"])
+    return lt.mutate(_lead_cid=lt.customer_id.cast("string"), _created=_date(lt.created_at))
+
+
+def _open_lead(lt: ibis.Table, day: dt.date, rules: StageRules) -> ibis.Value:
+    """A lead of :func:`_lead_table` exists on ``day``: created on or before it and, with
+    ``lead_max_age_days``, younger than that (whether its customer exists yet is checked apart)."""
+    today = ibis.literal(day)
+    exists = lt._created <= today
+    if rules.lead_max_age_days is not None:
+        exists &= _days(today, lt._created) < rules.lead_max_age_days
+    return exists
 
 
 def customer_stages(customers, orders, as_of, rules: StageRules = StageRules(), *, leads=None,
@@ -181,10 +193,29 @@ def stage_counts(customers, orders, as_of, rules: StageRules = StageRules(), *, 
     customers, share (of the group), suppressed. Every stage is listed; cells under ``min_cell_size``
     are blanked. ``lead_by``: the leads column that stands for ``by`` (see :func:`stage_expr`)."""
     min_cell = _min_cell(min_cell_size)
+    got = _stage_count_rows(customers, orders, as_of, rules, leads, by, lead_by)
+    return _stage_table(got, by, leads is not None, min_cell)
+
+
+def stage_counts_by(customers, orders, as_of, by: str, rules: StageRules = StageRules(), *, leads=None,
+                    min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``stage_counts(leads=leads)`` and ``stage_counts(by=by)`` (customers only) from one pass over the
+    customers: the overall counts are the sums over the groups of ``by``, plus the open leads."""
+    min_cell = _min_cell(min_cell_size)
+    got = _stage_count_rows(customers, orders, as_of, rules, leads, by, None)
+    overall = got.groupby("stage", as_index=False)["customers"].sum()
+    return (_stage_table(overall, None, leads is not None, min_cell),
+            _stage_table(got[got.stage != "lead"], by, False, min_cell))
+
+
+def _stage_count_rows(customers, orders, as_of, rules, leads, by, lead_by) -> pd.DataFrame:
     e = stage_expr(customers, orders, as_of, rules, leads=leads, by=by, lead_by=lead_by)
     keys = [by, "stage"] if by else ["stage"]
-    got = e.group_by(keys).aggregate(customers=e.count()).to_pandas()
-    stages = list(STAGES if leads is not None else STAGES[1:])
+    return e.group_by(keys).aggregate(customers=e.count()).to_pandas()
+
+
+def _stage_table(got: pd.DataFrame, by: str | None, with_leads: bool, min_cell: int) -> pd.DataFrame:
+    stages = list(STAGES if with_leads else STAGES[1:])
     groups = sorted(got[by].unique()) if by else [ALL]
     if not by:
         got = got.assign(_group=ALL)
@@ -230,13 +261,19 @@ def stage_transitions(customers, orders, start, end, rules: StageRules = StageRu
     d1, d2 = _day(start, "start"), _day(end, "end")
     if d2 <= d1:
         raise SegmentError(f"end ({d2}) must be after start ({d1})")
+    # Rows with a customer id are matched by it. An open lead without one (key "lead:<lead_id>") can only match
+    # itself, so those leads are counted from the leads table alone: joining them by a text key was the cost
+    # of the report at 10M customers (137M leads) and ran out of engine memory at a 2 GB limit.
     a = stage_expr(customers, orders, d1, rules, leads=leads)
     b = stage_expr(customers, orders, d2, rules, leads=leads)
-    a = a.select(_k1=a.key, stage_from=a.stage)
-    b = b.select(_k2=b.key, stage_to=b.stage)
+    a = a.filter(a.customer_id.notnull()).select(_k1=a.customer_id, stage_from=a.stage)
+    b = b.filter(b.customer_id.notnull()).select(_k2=b.customer_id, stage_to=b.stage)
     j = a.outer_join(b, a._k1 == b._k2)
     f = j.select(stage_from=j.stage_from.fill_null(NOT_YET), stage_to=j.stage_to.fill_null(GONE))
     got = f.group_by(["stage_from", "stage_to"]).aggregate(customers=f.count()).to_pandas()
+    if leads is not None:
+        got = pd.concat([got, _anonymous_lead_moves(leads, d1, d2, rules)], ignore_index=True)
+        got = got.groupby(["stage_from", "stage_to"], as_index=False)["customers"].sum()
     stages = list(STAGES if leads is not None else STAGES[1:])
     rows = stages + [NOT_YET]
     cols = stages + ([GONE] if (got.stage_to == GONE).any() else [])
@@ -250,3 +287,15 @@ def stage_transitions(customers, orders, start, end, rules: StageRules = StageRu
     shares = shares.mask(small)
     counts["total"] = total.astype("float64").mask(total < min_cell)
     return Transitions(d1, d2, counts, shares, min_cell)
+
+
+def _anonymous_lead_moves(leads, d1: dt.date, d2: dt.date, rules: StageRules) -> pd.DataFrame:
+    """Transitions of the open leads without a customer id: lead → lead (open on both days), lead → (gone)
+    (too old by ``d2``) and (not yet) → lead (created after ``d1``); rows with no lead left out."""
+    lt = _lead_table(leads)
+    lt = lt.filter(lt._lead_cid.isnull())
+    first, second = _open_lead(lt, d1, rules), _open_lead(lt, d2, rules)
+    n = lt.aggregate(on_d1=first.cast("int64").sum(), on_d2=second.cast("int64").sum(),
+                     both=(first & second).cast("int64").sum()).to_pandas().fillna(0).astype("int64").iloc[0]
+    rows = [("lead", "lead", n.both), ("lead", GONE, n.on_d1 - n.both), (NOT_YET, "lead", n.on_d2 - n.both)]
+    return pd.DataFrame([r for r in rows if r[2] > 0], columns=["stage_from", "stage_to", "customers"])

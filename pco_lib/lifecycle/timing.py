@@ -181,8 +181,16 @@ def lead_conversion(leads, customers, *, observed_until=None, by: str = "source"
     """Leads, converted leads and the conversion rate with its Wilson interval per ``by`` and overall
     (row "all"), as of ``observed_until``. Recent leads have had less time to convert; the Kaplan–Meier view
     (:func:`lead_time_to_convert`) accounts for that."""
-    e = lead_expr(leads, customers, observed_until, by)
-    got = e.group_by(by).aggregate(leads=e.count(), converted=e.converted.sum()).order_by(by).to_pandas()
+    counts = lead_time_counts(leads, customers, observed_until=observed_until, by=by)
+    return lead_conversion_table(counts, by, alpha, min_cell_size)
+
+
+def lead_conversion_table(counts: pd.DataFrame, by: str = "source", alpha: float = 0.05,
+                          min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> pd.DataFrame:
+    """:func:`lead_conversion` from :func:`lead_time_counts` (so one pass over the leads serves both views)."""
+    n = counts["n"].astype("int64")
+    got = (pd.DataFrame({by: counts[by], "leads": n, "converted": n.where(counts["converted"] == 1, 0)})
+           .groupby(by, sort=True).sum().reset_index())
     total = pd.DataFrame({by: [ALL], "leads": [got["leads"].sum()], "converted": [got["converted"].sum()]})
     out = pd.concat([got, total], ignore_index=True).astype({"leads": "int64", "converted": "int64"})
     out["conversion_rate"] = out["converted"] / out["leads"].replace(0, np.nan)
