@@ -1,6 +1,6 @@
 """Lookalikes of the top segment.
 
-**Lookalikes**: a logistic regression (statsmodels GLM, binomial) of "in a top RFM segment at ``as_of``"
+**Lookalikes**: a logistic regression (statsmodels ``Logit``, Newton–Raphson) of "in a top RFM segment at ``as_of``"
 on the first ``days`` after conversion (orders, revenue, events, channel and device dummies); trained on
 the older customers, judged on the newer ones (AUC by the Mann–Whitney formula, a calibration table),
 then applied to the recent customers whose label is not knowable yet.
@@ -164,15 +164,16 @@ def calibration_table(predicted, observed, bins: int = 10,
 def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_share: float = 0.7,
                   numeric: Sequence[str] | None = None, categorical: Sequence[str] = ("channel", "device"),
                   alpha: float = 0.05, min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> Lookalike:
-    """Logistic regression (statsmodels GLM, binomial) of ``label`` on the early behaviours of
-    :func:`lookalike_frame` and dummies of ``categorical`` (reference = the most common level in training).
+    """Logistic regression (statsmodels ``Logit`` by Newton–Raphson; Wald z-tests and intervals) of ``label`` on
+    the early behaviours of :func:`lookalike_frame` and dummies of ``categorical`` (reference = the most common
+    level in training). ``Logit`` rather than the binomial GLM, which gives the same estimates (to 1e-11) but
+    kept ~10 design matrices of memory after its IRLS fit: 7.8 GB at 10M customers, against ~2 here.
 
     Customers converted at least ``recent_days`` before ``as_of`` have had time to reach the top segment:
     the oldest ``train_share`` of them (by conversion day) train the model, the newer ones are the holdout.
     Customers converted within the last ``recent_days`` are scored.
     """
-    from statsmodels.genmod.families import Binomial  # not statsmodels.api: it imports all of statsmodels (0.7 s)
-    from statsmodels.genmod.generalized_linear_model import GLM
+    from statsmodels.discrete.discrete_model import Logit  # not statsmodels.api: it imports all of it (0.7 s)
 
     min_cell = _min_cell(min_cell_size)
     if not 0 < train_share < 1:
@@ -209,7 +210,7 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
         numeric = tuple(c for c in numeric if c in names)
         levels = {col: [v for v in vals if f"{col}={v}" in names] for col, vals in levels.items()}
     try:
-        fit = GLM(y[train], x, family=Binomial()).fit()
+        fit = Logit(y[train], x).fit(method="newton", disp=0)
     except Exception as exc:  # perfect separation, singular design: say so plainly
         raise SegmentError(f"the lookalike model could not be fitted ({exc})") from None
     beta = np.asarray(fit.params)
