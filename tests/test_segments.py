@@ -3,6 +3,8 @@ hand, statistics against scipy/statsmodels, and recovery of the sample business'
 
 import itertools
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -626,21 +628,38 @@ def test_contact_advice_groups_segments_by_their_contact_day():
 
 
 def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tiny_sample, monkeypatch):
-    """analyze() keeps the purchase days, RFM scores and early behaviour as engine temp tables, one each (they
-    were recomputed from the orders 10×, 4× and 2×); every section equals the function called on its own."""
+    """analyze() keeps the purchase days, RFM scores and early behaviour, one each (they were recomputed from
+    the orders 10×, 4× and 2×), as Parquet files that are gone when it ends; every section equals the function
+    called on its own."""
+    from pco_lib.lifecycle import common
+
     source = data.connect(tiny_sample)
     c, o = source.table("customers"), source.table("orders")
-    backend = type(o._find_backend())
-    made = []
-    create = backend._create_cached_table
-    monkeypatch.setattr(backend, "_create_cached_table",
-                        lambda self, name, expr: made.append(sorted(expr.columns)) or create(self, name, expr))
+    backend = o._find_backend()
+    made, names, folders = [], [], []
+
+    def views() -> set[str]:
+        rows = backend.con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        return {name for (name,) in rows}
+
+    keep, mkdtemp = common._keep, tempfile.mkdtemp
+
+    def watched(view):
+        table, release = keep(view)
+        made.append(sorted(view.columns))
+        names.append(table.get_name())
+        assert table.get_name() in views()  # (so the check below can fail)
+        return table, release
+
+    monkeypatch.setattr(common, "_keep", watched)
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: folders.append(mkdtemp(**kw)) or folders[-1])
     readout = lc.analyze(source, as_of="2026-05-31", segment="channel")
     assert sorted(map(tuple, made)) == sorted([
         ("customer_id", "day", "orders", "revenue"),
         ("customer_id", "f_score", "frequency", "m_score", "monetary", "r_score", "recency_days", "segment"),
         ("channel", "converted", "customer_id", "device", "events_30d", "orders_30d", "revenue_30d")])
-    monkeypatch.setattr(backend, "_create_cached_table", create)
+    monkeypatch.setattr(common, "_keep", keep)
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     day, events = readout.as_of, source.table("events")
     pd.testing.assert_frame_equal(readout.rfm, lc.rfm_segments(o, day))
     pd.testing.assert_frame_equal(readout.stages_by_segment, lc.stage_counts(c, o, day, by="channel"))
@@ -650,4 +669,6 @@ def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tin
     pd.testing.assert_frame_equal(readout.lookalike.coefficients, alone.coefficients)
     profile = lc.profile_top_segment(c, o, day, categories=["channel", "device"], events=events)
     pd.testing.assert_frame_equal(readout.profile.measures, profile.measures)
-    assert o._find_backend()._cache_op_to_entry == {}  # the temp tables are dropped when analyze() ends
+    assert not set(names) & views()  # the views are dropped when analyze() ends
+    # their files are removed, as is that of the transitions' first stages (stored for the join)
+    assert len(folders) == 4 and not any(Path(f).exists() for f in folders)
