@@ -670,5 +670,4 @@ def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tin
     profile = lc.profile_top_segment(c, o, day, categories=["channel", "device"], events=events)
     pd.testing.assert_frame_equal(readout.profile.measures, profile.measures)
     assert not set(names) & views()  # the views are dropped when analyze() ends
-    # their files are removed, as is that of the transitions' first stages (stored for the join)
-    assert len(folders) == 4 and not any(Path(f).exists() for f in folders)
+    assert len(folders) == 3 and not any(Path(f).exists() for f in folders)  # and their files removed
