@@ -670,4 +670,5 @@ def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tin
     profile = lc.profile_top_segment(c, o, day, categories=["channel", "device"], events=events)
     pd.testing.assert_frame_equal(readout.profile.measures, profile.measures)
     assert not set(names) & views()  # the views are dropped when analyze() ends
-    assert len(folders) == 3 and not any(Path(f).exists() for f in folders)  # and their files removed
+    # their files are removed, as are those of the transitions' stages (stored, then joined)
+    assert len(folders) == 5 and not any(Path(f).exists() for f in folders)

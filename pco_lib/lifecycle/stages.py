@@ -49,6 +49,7 @@ from .common import (
     _date,
     _day,
     _days,
+    _keep,
     _label,
     _min_cell,
     _purchase_days,
@@ -264,13 +265,21 @@ def stage_transitions(customers, orders, start, end, rules: StageRules = StageRu
     # Rows with a customer id are matched by it. An open lead without one (key "lead:<lead_id>") can only match
     # itself, so those leads are counted from the leads table alone: joining them by a text key was the cost
     # of the report at 10M customers (137M leads) and ran out of engine memory at a 2 GB limit.
+    # The stages of each day are stored first and then joined: in one query (two stage computations and the
+    # join at once) the engine ran out of memory at 10M customers even with 3 GB.
     a = stage_expr(customers, orders, d1, rules, leads=leads)
     b = stage_expr(customers, orders, d2, rules, leads=leads)
-    a = a.filter(a.customer_id.notnull()).select(_k1=a.customer_id, stage_from=a.stage)
-    b = b.filter(b.customer_id.notnull()).select(_k2=b.customer_id, stage_to=b.stage)
-    j = a.outer_join(b, a._k1 == b._k2)
-    f = j.select(stage_from=j.stage_from.fill_null(NOT_YET), stage_to=j.stage_to.fill_null(GONE))
-    got = f.group_by(["stage_from", "stage_to"]).aggregate(customers=f.count()).to_pandas()
+    a, release_a = _keep(a.filter(a.customer_id.notnull()).select(_k1=a.customer_id, stage_from=a.stage))
+    try:
+        b, release_b = _keep(b.filter(b.customer_id.notnull()).select(_k2=b.customer_id, stage_to=b.stage))
+        try:
+            j = a.outer_join(b, a._k1 == b._k2)
+            f = j.select(stage_from=j.stage_from.fill_null(NOT_YET), stage_to=j.stage_to.fill_null(GONE))
+            got = f.group_by(["stage_from", "stage_to"]).aggregate(customers=f.count()).to_pandas()
+        finally:
+            release_b()
+    finally:
+        release_a()
     if leads is not None:
         got = pd.concat([got, _anonymous_lead_moves(leads, d1, d2, rules)], ignore_index=True)
         got = got.groupby(["stage_from", "stage_to"], as_index=False)["customers"].sum()
