@@ -89,11 +89,11 @@ def shared_views() -> Iterator[None]:
     (2×). A view is found again by its expression, so views of pandas frames, which become a new memtable on
     each call, are computed each time but still right.
 
-    On DuckDB a kept view is a Parquet file in a temporary folder, read back as a view: the engine's memory
-    stays free for the queries. At 10M customers the purchase days (62M rows) took 2.4 GB as a DuckDB temp
-    table, and with ``--memory`` (a 1.8 GiB limit per report) the queries beside it ran out of memory; as a
-    file they take ~0.6 GB of disk. Other engines keep a temp table (``Table.cache()``). Stage tables are not
-    kept: at a million customers each held ~0.6 GB of engine memory for a saving of seconds."""
+    On DuckDB a kept view is a Parquet file in a temporary folder, read back as a view, so that the engine's
+    memory stays free for the queries: at 10M customers the purchase days (62M rows) took 1.5 GB of a 1.8 GiB
+    limit (``--memory``) as a DuckDB temp table, plus 0.9 GB spilled to disk. Other engines keep a temp table
+    (``Table.cache()``). Stage tables are not kept across sections: at a million customers each held ~0.6 GB
+    of engine memory for a saving of seconds."""
     kept: dict = {}
     _KEPT.append(kept)
     try:
