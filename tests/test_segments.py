@@ -657,7 +657,8 @@ def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tin
     assert sorted(map(tuple, made)) == sorted([
         ("customer_id", "day", "orders", "revenue"),
         ("customer_id", "f_score", "frequency", "m_score", "monetary", "r_score", "recency_days", "segment"),
-        ("channel", "converted", "customer_id", "device", "events_30d", "orders_30d", "revenue_30d")])
+        ("channel", "converted", "customer_id", "device", "events_30d", "orders_30d", "revenue_30d"),
+        ("_k1", "stage_from"), ("_k2", "stage_to")])  # and the transitions' stages of both days, for their join
     monkeypatch.setattr(common, "_keep", keep)
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     day, events = readout.as_of, source.table("events")
@@ -670,5 +671,4 @@ def test_a_report_computes_each_per_customer_view_once_and_the_same_as_alone(tin
     profile = lc.profile_top_segment(c, o, day, categories=["channel", "device"], events=events)
     pd.testing.assert_frame_equal(readout.profile.measures, profile.measures)
     assert not set(names) & views()  # the views are dropped when analyze() ends
-    # their files are removed, as are those of the transitions' stages (stored, then joined)
-    assert len(folders) == 5 and not any(Path(f).exists() for f in folders)
+    assert len(folders) == 5 and not any(Path(f).exists() for f in folders)  # and their files removed

@@ -136,6 +136,16 @@ def _keep(view: ibis.Table) -> tuple[ibis.Table, Callable[[], None]]:
     return table, release
 
 
+@contextmanager
+def _kept(view: ibis.Table) -> Iterator[ibis.Table]:
+    """``view`` stored (:func:`_keep`) for the block, dropped after it."""
+    table, release = _keep(view)
+    try:
+        yield table
+    finally:
+        release()
+
+
 def _purchase_days(orders, as_of: dt.date | None = None) -> ibis.Table:
     """Distinct (customer_id, day) with the day's orders and revenue (on or before ``as_of``, when given).
 

@@ -49,7 +49,7 @@ from .common import (
     _date,
     _day,
     _days,
-    _keep,
+    _kept,
     _label,
     _min_cell,
     _purchase_days,
@@ -269,17 +269,11 @@ def stage_transitions(customers, orders, start, end, rules: StageRules = StageRu
     # join at once) the engine ran out of memory at 10M customers even with 3 GB.
     a = stage_expr(customers, orders, d1, rules, leads=leads)
     b = stage_expr(customers, orders, d2, rules, leads=leads)
-    a, release_a = _keep(a.filter(a.customer_id.notnull()).select(_k1=a.customer_id, stage_from=a.stage))
-    try:
-        b, release_b = _keep(b.filter(b.customer_id.notnull()).select(_k2=b.customer_id, stage_to=b.stage))
-        try:
-            j = a.outer_join(b, a._k1 == b._k2)
-            f = j.select(stage_from=j.stage_from.fill_null(NOT_YET), stage_to=j.stage_to.fill_null(GONE))
-            got = f.group_by(["stage_from", "stage_to"]).aggregate(customers=f.count()).to_pandas()
-        finally:
-            release_b()
-    finally:
-        release_a()
+    with (_kept(a.filter(a.customer_id.notnull()).select(_k1=a.customer_id, stage_from=a.stage)) as a,
+          _kept(b.filter(b.customer_id.notnull()).select(_k2=b.customer_id, stage_to=b.stage)) as b):
+        j = a.outer_join(b, a._k1 == b._k2)
+        f = j.select(stage_from=j.stage_from.fill_null(NOT_YET), stage_to=j.stage_to.fill_null(GONE))
+        got = f.group_by(["stage_from", "stage_to"]).aggregate(customers=f.count()).to_pandas()
     if leads is not None:
         got = pd.concat([got, _anonymous_lead_moves(leads, d1, d2, rules)], ignore_index=True)
         got = got.groupby(["stage_from", "stage_to"], as_index=False)["customers"].sum()
