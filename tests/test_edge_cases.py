@@ -429,6 +429,8 @@ def test_lifecycle_compare_days_longer_than_the_data_start_with_the_data():
     note = (f"compare_days (3000) reaches back before the data, which starts on {first}; the comparison starts "
             f"there instead ({(last - first).days} days before {last})")
     assert note in r.notes and f"Note: {note}" in lifecycle.summary_points(r)
+    assert r.lookalike is not None and r.lookalike.note in r.notes  # 238 training customers, nearly separated
+    assert r.lookalike.note.startswith("the lookalike model did not converge: ")
     _, hidden = lifecycle.headlines(r)
     assert hidden["parameters_used.compare_days"] == (last - first).days and note in hidden["notes"]
     # the 40 customers without orders are customers, counted in the stages

@@ -4,6 +4,7 @@ hand, statistics against scipy/statsmodels, and recovery of the sample business'
 import itertools
 import math
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -425,6 +426,20 @@ def test_lookalike_leaves_out_a_measure_that_is_zero_for_every_training_customer
     assert "revenue_30d" not in set(model.coefficients.term) and model.numeric == ("orders_30d",)
     assert np.isfinite(model.scores.score).all() and 0.5 < model.auc < 1
     assert np.isfinite(model.predict(frame)).all()
+
+
+def test_a_lookalike_that_does_not_converge_says_which_term_separates_instead_of_warning():
+    frame = _lookalike_input()
+    frame.loc[frame.channel == "paid", "label"] = 0  # no paid customer is a Champion: its coefficient runs to −∞
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # statsmodels' ConvergenceWarning would fail here
+        model = lc.fit_lookalike(frame, "2025-12-31", categorical=["channel"], min_cell_size=1)
+    assert model.note.startswith("the lookalike model did not converge: channel=paid (nearly) separates the top "
+                                 "segment from the rest")
+    paid = model.coefficients.set_index("term").loc["channel=paid"]
+    assert paid.coef < -10 and paid.se > 100  # what the note reads from the fit
+    assert np.isfinite(model.scores.score).all() and 0.5 < model.auc < 1
+    assert lc.fit_lookalike(_lookalike_input(), "2025-12-31", categorical=["channel"], min_cell_size=1).note == ""
 
 
 # --------------------------------------------------------------------------------------------------

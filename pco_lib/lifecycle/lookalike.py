@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,6 +72,7 @@ class Lookalike(_Result):
     numeric: tuple[str, ...]
     levels: dict = field(default_factory=dict)  # categorical column -> non-reference levels
     params: pd.Series | None = None
+    note: str = ""  # why the odds ratios cannot be read (no convergence), or empty
 
     def to_frame(self) -> pd.DataFrame:
         return self.coefficients.copy()
@@ -175,6 +177,7 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
     Customers converted within the last ``recent_days`` are scored.
     """
     from statsmodels.discrete.discrete_model import Logit  # not statsmodels.api: it imports all of it (0.7 s)
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     min_cell = _min_cell(min_cell_size)
     if not 0 < train_share < 1:
@@ -211,9 +214,12 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
         numeric = tuple(c for c in numeric if c in names)
         levels = {col: [v for v in vals if f"{col}={v}" in names] for col, vals in levels.items()}
     try:
-        fit = Logit(y[train], x).fit(method="newton", disp=0)
+        with warnings.catch_warnings():  # no convergence becomes the result's note, not a console warning
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit = Logit(y[train], x).fit(method="newton", disp=0)
     except Exception as exc:  # perfect separation, singular design: say so plainly
         raise SegmentError(f"the lookalike model could not be fitted ({exc})") from None
+    note = "" if fit.mle_retvals["converged"] else _not_converged(names, np.asarray(fit.bse))
     beta = np.asarray(fit.params)
     ci = np.asarray(fit.conf_int(alpha))
     with np.errstate(over="ignore"):  # a near-separated level's interval reaches e^700+: an odds ratio of inf
@@ -238,7 +244,18 @@ def fit_lookalike(frame: pd.DataFrame, as_of, *, recent_days: int = 90, train_sh
         holdout_positive_rate=float(y[holdout].mean()) if len(holdout) else math.nan,
         train_until=pd.Timestamp(converted[train].max()).date(),
         holdout_until=pd.Timestamp(converted[holdout].max()).date() if len(holdout) else day,
-        numeric=numeric, levels=levels, params=pd.Series(beta, index=names))
+        numeric=numeric, levels=levels, params=pd.Series(beta, index=names), note=note)
+
+
+def _not_converged(names: Sequence[str], se: np.ndarray) -> str:
+    """What to say when Newton–Raphson stops without converging: (quasi-)separation, where a term's
+    coefficient runs off to ±∞ and its standard error grows without bound (R's glm warns "fitted
+    probabilities numerically 0 or 1 occurred")."""
+    wild = [n for n, s in zip(names[1:], se[1:]) if not s < 100]  # not the intercept; NaN counts
+    which = (f"{', '.join(wild)} (nearly) {'separates' if len(wild) == 1 else 'separate'}" if wild
+             else "a combination of the measures (nearly) separates")
+    return (f"the lookalike model did not converge: {which} the top segment from the rest in training, so its "
+            "odds ratios cannot be read; the ranking of newer customers (AUC, scores) still holds")
 
 
 def _by_day_then_id(converted: np.ndarray, ids) -> np.ndarray:

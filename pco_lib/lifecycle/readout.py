@@ -91,6 +91,8 @@ def analyze(source, as_of: str = "", compare_days: int = 90, segment: str | None
             notes.append(f"the Champions could not be profiled: {exc}")
         try:
             model = lookalike(c, o, day, events=events, categorical=categories, min_cell_size=min_cell_size)
+            if model.note:
+                notes.append(model.note)
         except (SegmentError, ValueError) as exc:
             model = None
             notes.append(f"no lookalike model: {exc}")
