@@ -77,6 +77,21 @@ def test_rfm_per_customer_by_hand():
     assert (c.frequency, c.recency, c["T"]) == (0, 0.0, 0.0) and np.isnan(c.monetary)
 
 
+def test_rfm_per_customer_with_customer_columns_joined_in_the_engine():
+    """``customers``/``columns``: the columns as text beside the same rows; no value, or no row in customers
+    (C, D), is "(missing)"; integer ids in customers join the text ids of orders; customer row order is
+    irrelevant."""
+    orders = ORDERS.assign(customer_id=ORDERS.customer_id.map({"A": "1", "B": "2", "C": "3", "D": "4"}))
+    customers = pd.DataFrame({"customer_id": [2, 1, 4], "channel": [None, "paid", "email"], "plan": [3, 1, 2]})
+    alone = clv.rfm_table(ibis.memtable(orders), "2026-01-29", per_customer=True)
+    for rows in (customers, customers.iloc[::-1]):
+        df = clv.rfm_table(ibis.memtable(orders), "2026-01-29", per_customer=True,
+                           customers=ibis.memtable(rows), columns=["channel", "plan"])
+        assert df.channel.tolist() == ["paid", "(missing)", "(missing)"] and df.plan.tolist() == ["1", "3", "(missing)"]
+        assert df.channel.dtype == "string" and df.attrs == alone.attrs
+        pd.testing.assert_frame_equal(df.drop(columns=["channel", "plan"]), alone, check_exact=True)
+
+
 def test_per_customer_frames_are_the_frames_ibis_would_make(cdnow_orders):
     """rfm_table and holdout_table fetch their per-customer frames through Arrow with less memory
     (engine._per_customer_frame): the same values and dtypes as Ibis' to_pandas (dates as datetime64[s],
@@ -629,6 +644,19 @@ def test_cdnow_holdout_totals(validation, cdnow_orders):
     assert "Holdout validation" in validation._repr_html_() and "0001" not in validation._repr_html_()
 
 
+def test_a_validation_without_the_per_customer_table_has_the_same_figures(validation, cdnow_orders):
+    """per_customer=False (the report's: no ids fetched, no table kept) gives every figure bit for bit, shuffled
+    orders too (the rows stay in customer_id order in the engine)."""
+    shuffled = cdnow_orders.sample(frac=1, random_state=3).reset_index(drop=True)
+    for orders in (cdnow_orders, shuffled):
+        lean = clv.validate_holdout(ibis.memtable(orders), CALIBRATION_END, HOLDOUT_END, per_customer=False)
+        pd.testing.assert_frame_equal(lean.to_frame(), validation.to_frame(), check_exact=True)
+        pd.testing.assert_frame_equal(lean.by_frequency, validation.by_frequency, check_exact=True)
+        assert lean.calibration_start == validation.calibration_start and lean.model.r_ == validation.model.r_
+        assert lean.customers.empty and list(lean.customers.columns) == [
+            c for c in validation.customers.columns if c != "customer_id"]
+
+
 def test_cdnow_conditional_expectations_by_frequency(validation, cdnow_orders, customers):
     days = cdnow_orders.drop_duplicates(["customer_id", "ordered_at"])
     holdout = days[(days.ordered_at > CALIBRATION_END) & (days.ordered_at <= HOLDOUT_END)]
@@ -1039,6 +1067,8 @@ def test_report_readout_on_the_tiny_sample(tiny_sample):
     # the validation's per-customer table is not kept in the readout (GBs at 10M customers); its start is
     val = readout.validation
     assert val.customers.empty and "first_purchase" in val.customers.columns and val.n_customers > 1000
+    # ... not even as the arrays behind an empty slice (pandas internals: a slice's blocks view the whole table's)
+    assert all(b.values.base is None for b in val.customers._mgr.blocks if isinstance(b.values, np.ndarray))
     first_order = pd.read_parquet(tiny_sample / "orders.parquet").ordered_at.min()
     assert hidden["validation.calibration_start"] == val.calibration_start == f"{first_order:%Y-%m-%d}"
     points = clv.summary_points(readout)

@@ -5,21 +5,19 @@ value; plus the summary points and headline keys.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..data.currencies import money
-from ..data.source import MISSING
 from ..stats.models.base import DAYS_PER_MONTH, DAYS_PER_YEAR, ClvError
 from ..stats.models.bgnbd import BGNBD
 from ..stats.models.gamma_gamma import GammaGamma
 from ..stats.models.mbgnbd import ModifiedBGNBD
 from ..stats.models.pareto_nbd import ParetoNBD
 from ..stats.models.value import customer_value
-from .engine import _day, _order_period, _per_customer_frame, rfm_table
+from .engine import _day, _order_period, rfm_table
 from .validation import HoldoutValidation, validate_holdout
 from .value import SimpleClv, ValueSegments, simple_clv, subscription_value, value_segments
 
@@ -96,48 +94,43 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
         notes.append(f"calibration_end {cal_end:%Y-%m-%d} leaves no holdout before the last order "
                      f"({as_of:%Y-%m-%d}); the model is not validated")
     else:
-        validation = validate_holdout(orders, cal_end, as_of, time_unit_days=unit, model=MODELS[model](),
-                                      min_cell_size=min_cell_size)
         # the page shows the aggregates: the per-customer table is not kept (see HoldoutValidation)
-        validation = dataclasses.replace(validation, customers=validation.customers.iloc[:0])
+        validation = validate_holdout(orders, cal_end, as_of, time_unit_days=unit, model=MODELS[model](),
+                                      min_cell_size=min_cell_size, per_customer=False)
         if calibration_end and validation.holdout_days != holdout_days:
             notes.append(f"the holdout is the {validation.holdout_days} days from calibration_end "
                          f"{validation.calibration_end} to the last order day ({validation.holdout_end}); the "
                          f"holdout_days parameter ({holdout_days}) applies only when calibration_end is empty")
-    per = rfm_table(orders, as_of, unit, per_customer=True)
+    c = source.table("customers")
+    categories = [segment] if segment else []
+    if segment and segment not in c.columns:
+        raise ClvError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
+    per = rfm_table(orders, as_of, unit, per_customer=True, customers=c, columns=categories)
     # the distinct (x, t_x, T) rows of the purchase model from this frame, not a second pass of the engine
     # over the orders (the same rows and counts as rfm_table(orders, as_of, unit); 15 s at 1M customers)
     rows = per.groupby(["frequency", "recency", "T"], as_index=False).size().rename(columns={"size": "count"})
     rows.attrs = dict(per.attrs)
     fitted = MODELS[model]().fit_rfm(rows)
-    repeat = per[per.spend_frequency > 0]  # $0 repeat purchases are not spend (rfm_expr)
-    if len(repeat) < 2:
+    paid = per.spend_frequency.to_numpy() > 0  # $0 repeat purchases are not spend (rfm_expr)
+    if paid.sum() < 2:
         raise ClvError("fewer than two customers with a repeat purchase of revenue > 0: spend per order cannot be "
                        "modelled")
-    gg = GammaGamma().fit(repeat.spend_frequency, repeat.monetary)
-    c = source.table("customers")
+    gg = GammaGamma().fit(per.spend_frequency.to_numpy()[paid], per.monetary.to_numpy()[paid])
     never = c.anti_join(orders, c.customer_id.cast("string") == orders.customer_id.cast("string")).count()
     coverage = dict(zero_revenue_orders=int(per.zero_revenue_orders.sum()),
                     zero_spend_customers=int(((per.frequency > 0) & (per.spend_frequency == 0)).sum()),
                     customers_without_orders=int(never.to_pandas()))
-    categories = [segment] if segment else []
-    if segment and segment not in c.columns:
-        raise ClvError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
-    if categories:  # one join on the customer ids; values below keep per's rows in per's order
-        profile = _per_customer_frame(c.select("customer_id", segment))
-        profile[segment] = profile[segment].astype("string").fillna(MISSING)
-        attrs = per.attrs
-        per = per.merge(profile, on="customer_id", how="left")
-        per.attrs = attrs
     values = customer_value(fitted, gg, per, horizon_days=horizon_days, discount_rate_per_year=discount_rate)
     if categories:
         values[segment] = per[segment].array
+    simple = simple_clv(per, fitted, by=segment or None, min_cell_size=min_cell_size)
+    del per  # values has what is left to do; at 10M customers the frame is ~1 GB
     # one row per customer in the values' order (no join in value_segments); the columns are not copied
     profile = pd.DataFrame({"customer_id": values.customer_id.array, "purchases": values.frequency.to_numpy() + 1,
                             "monetary": values.monetary.array, **{col: values[col].array for col in categories}})
     segments = value_segments(values, profile, categories=categories, measures=["purchases", "monetary"],
                               min_cell_size=min_cell_size)
-    simple = simple_clv(per, fitted, by=segment or None, min_cell_size=min_cell_size)
+    del profile
     years = float(simple.table.years_as_customer.iloc[0])
     purchases = fitted.expected_purchases(years * DAYS_PER_YEAR / unit, values.frequency.to_numpy(),
                                           values.recency.to_numpy(), values["T"].to_numpy())

@@ -114,7 +114,7 @@ class HoldoutValidation(_Result):
 
 def validate_holdout(orders, calibration_end, holdout_end=None, *, time_unit_days: float = 7.0,
                      model: BGNBD | None = None, spend: bool = True, max_frequency: int = 7,
-                     min_cell_size: int = 10, observed_from=None) -> HoldoutValidation:
+                     min_cell_size: int = 10, observed_from=None, per_customer: bool = True) -> HoldoutValidation:
     """Fit BG/NBD (or the given unfitted ``model``, e.g. :class:`ModifiedBGNBD`) on the calibration period and
     compare its predictions with the holdout period (:func:`holdout_table` builds both in the engine).
 
@@ -122,11 +122,15 @@ def validate_holdout(orders, calibration_end, holdout_end=None, *, time_unit_day
     the conditional-expectation table by calibration frequency, Brier scores (see :class:`HoldoutValidation`)
     and, with ``spend=True``, the same for holdout revenue with a Gamma-Gamma fit on the customers with a repeat
     purchase of revenue > 0 ($0 purchases count as purchases, not as spend; see :func:`rfm_expr`).
-    "Purchase" = distinct purchase day of a customer, in calibration and holdout alike."""
+    "Purchase" = distinct purchase day of a customer, in calibration and holdout alike.
+
+    ``per_customer=False``: the aggregates only (``customers`` is an empty frame with the columns but
+    customer_id), which at 10M customers saves the ids (~0.7 GB) and the per-customer table afterwards."""
     min_cell = _min_cell(min_cell_size)
     if not (isinstance(max_frequency, int | np.integer) and max_frequency >= 1):
         raise ClvError(f"max_frequency must be a whole number ≥ 1, not {max_frequency!r}")
-    table = holdout_table(orders, calibration_end, holdout_end, time_unit_days, observed_from)
+    table = holdout_table(orders, calibration_end, holdout_end, time_unit_days, observed_from,
+                          customer_ids=per_customer)
     unit = table.attrs["time_unit_days"]
     t_star = table.attrs["holdout_days"] / unit
     model = BGNBD() if model is None else model
@@ -174,7 +178,7 @@ def validate_holdout(orders, calibration_end, holdout_end=None, *, time_unit_day
     actual = int(c.holdout_purchases.sum())
     predicted = float(c.predicted_purchases.sum())
     return HoldoutValidation(
-        customers=c, by_frequency=by, model=model, gamma_gamma=gg,
+        customers=c if per_customer else c.iloc[:0].copy(), by_frequency=by, model=model, gamma_gamma=gg,
         calibration_start=f"{pd.Timestamp(c.first_purchase.min()):%Y-%m-%d}",
         calibration_end=table.attrs["calibration_end"], holdout_end=table.attrs["holdout_end"],
         holdout_days=int(table.attrs["holdout_days"]), time_unit_days=unit, n_customers=len(c),
