@@ -91,6 +91,14 @@ def test_typed_views_convert_only_what_needs_it(tmp_path):
     assert customers.customer_id.tolist() == ["c1", None, None, " c4"]
     assert customers.converted_at[0] == pd.Timestamp("2024-01-01 00:30")
     assert source.table("orders").to_pandas().ordered_at[0] == pd.Timestamp("2024-01-01 00:30")  # UTC, naive
+    # made naive from its microseconds (not through the time-zone library): the same instants, to the µs
+    zoned = pd.Series(pd.to_datetime(["1969-12-31 23:59:59.999999", "2024-03-31 01:30:00.000001",
+                                      "1900-01-01 00:00:00.000000", "2262-04-11 23:47:16.000000"],
+                                     utc=True).astype("datetime64[us, UTC]"))
+    pd.DataFrame({"order_id": list("wxyz"), "customer_id": "c1", "ordered_at": zoned,
+                  "revenue": 1.0}).to_parquet(tmp_path / "orders.parquet", index=False)
+    read = connect(tmp_path).table("orders").to_pandas().ordered_at
+    assert read.tolist() == zoned.dt.tz_localize(None).tolist() and read.dt.tz is None
     (tmp_path / "orders.parquet").unlink()
     (tmp_path / "other.csv").rename(tmp_path / "orders.csv")
     text = connect(tmp_path).table("orders").to_pandas()

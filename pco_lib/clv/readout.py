@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 
 from ..data.currencies import money
+from ..data.source import MISSING
 from ..stats.models.base import DAYS_PER_MONTH, DAYS_PER_YEAR, ClvError
 from ..stats.models.bgnbd import BGNBD
 from ..stats.models.gamma_gamma import GammaGamma
 from ..stats.models.mbgnbd import ModifiedBGNBD
 from ..stats.models.pareto_nbd import ParetoNBD
 from ..stats.models.value import customer_value
-from .engine import _day, _order_period, rfm_table
+from .engine import _day, _order_period, _per_customer_frame, rfm_table
 from .validation import HoldoutValidation, validate_holdout
 from .value import SimpleClv, ValueSegments, simple_clv, subscription_value, value_segments
 
@@ -105,7 +106,12 @@ def analyze(source, model: str = "bgnbd", horizon_days: int = 365, time_unit: st
     categories = [segment] if segment else []
     if segment and segment not in c.columns:
         raise ClvError(f"customers has no column {segment!r}; its columns are {', '.join(c.columns)}")
-    per = rfm_table(orders, as_of, unit, per_customer=True, customers=c, columns=categories)
+    per = rfm_table(orders, as_of, unit, per_customer=True)
+    if categories:  # the segment of per's rows, one column added (a merge of per itself copies the frame)
+        profile = _per_customer_frame(c.select(customer_id=c.customer_id.cast("string"), _segment=c[segment]))
+        merged = per[["customer_id"]].merge(profile, on="customer_id", how="left")
+        per[segment] = merged["_segment"].astype("string").fillna(MISSING).array
+        del profile, merged
     # the distinct (x, t_x, T) rows of the purchase model from this frame, not a second pass of the engine
     # over the orders (the same rows and counts as rfm_table(orders, as_of, unit); 15 s at 1M customers)
     rows = per.groupby(["frequency", "recency", "T"], as_index=False).size().rename(columns={"size": "count"})

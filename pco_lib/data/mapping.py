@@ -28,6 +28,7 @@ from .source import (
     _quote,
     _sql_string,
     connection_from_environment,
+    naive_utc_sql,
     quiet_duckdb,
 )
 
@@ -347,8 +348,8 @@ def _timestamp_sql(column: str, stored: str, tm: TableMapping) -> str:
     """The stored value as UTC: text becomes ISO text with a Z (or stays as written when it cannot be read,
     so validation shows it); native timestamps become naive UTC."""
     zone = _sql_string(tm.time_zone)
-    if stored.startswith("TIMESTAMP WITH TIME ZONE"):
-        return f"timezone('UTC', {column})"
+    if stored == "TIMESTAMP WITH TIME ZONE":
+        return naive_utc_sql(column)
     if stored.startswith("TIMESTAMP") or stored == "DATE":
         return f"timezone('UTC', timezone({zone}, CAST({column} AS TIMESTAMP)))"
     text = column if stored == "VARCHAR" else f"CAST({column} AS VARCHAR)"

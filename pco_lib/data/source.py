@@ -406,11 +406,19 @@ def _typed_sql(column: Column, stored: str = "VARCHAR") -> str:
         return name
     if column.kind == TIMESTAMP:
         if stored == "TIMESTAMP WITH TIME ZONE":
-            return f"timezone('UTC', {name})"
+            return naive_utc_sql(name)
         if stored.startswith("TIMESTAMP") or stored == "DATE":
             return f"CAST({name} AS TIMESTAMP)"
         return f"CAST(TRY_CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP)"  # text: an offset is honoured
     return f"TRY_CAST({name} AS {target})"
+
+
+def naive_utc_sql(expr: str) -> str:
+    """SQL for a TIMESTAMP WITH TIME ZONE as the naive UTC TIMESTAMP: its microseconds since the epoch, read
+    as they are. ``timezone('UTC', x)`` gives the same values through the time-zone library, row by row:
+    10× the time (0.47 against 0.044 s for max over 6.4M orders). (±infinity, which no Parquet file holds,
+    becomes NULL.)"""
+    return f"make_timestamp(epoch_us({expr}))"
 
 
 def _stored_columns(con, path: Path) -> list[str]:

@@ -2,7 +2,8 @@
 directly on the Parquet files (no views, no Ibis), run through duckdb's Python API. The benchmarks check
 each one equals pco's result, so the definitions below mirror pco's exactly:
 
-- timestamps are stored as TIMESTAMPTZ; pco reads them as naive UTC (``timezone('UTC', …)``), so calendar
+- timestamps are stored as TIMESTAMPTZ; pco reads them as naive UTC, from their microseconds
+  (``make_timestamp(epoch_us(…))``: 10× faster than ``timezone('UTC', …)``, the same values), so calendar
   days and months are UTC ones;
 - "until" (the end of the data) is the latest conversion or order, as pco takes it;
 - $0 orders are orders (they count as activity and purchases) and add 0 to revenue; the CLV spend leaves
@@ -26,6 +27,11 @@ def run(con: duckdb.DuckDBPyConnection, sql: str):
     return con.sql(sql).df()
 
 
+def _utc(column: str) -> str:
+    """A stored TIMESTAMPTZ as naive UTC, as pco's typed views read it (source.naive_utc_sql)."""
+    return f"make_timestamp(epoch_us({column}))"
+
+
 def _file(sample: Path, name: str) -> str:
     return f"read_parquet('{sample / name}.parquet')"
 
@@ -34,9 +40,9 @@ def monthly_revenue(sample: Path) -> str:
     """overview.monthly_revenue: orders, revenue and customers per UTC month; complete = the month ended by
     the day of the last order."""
     return f"""
-        WITH m AS (SELECT date_trunc('month', timezone('UTC', ordered_at)) AS month, count(*) AS orders,
+        WITH m AS (SELECT date_trunc('month', {_utc('ordered_at')}) AS month, count(*) AS orders,
                           sum(revenue) AS revenue, count(DISTINCT customer_id) AS customers,
-                          max(timezone('UTC', ordered_at)) AS last
+                          max({_utc('ordered_at')}) AS last
                    FROM {_file(sample, 'orders')} GROUP BY month),
              d AS (SELECT CASE WHEN max(last) = date_trunc('day', max(last)) THEN max(last)
                                ELSE date_trunc('day', max(last)) + INTERVAL 1 DAY END AS last_day FROM m)
@@ -51,9 +57,9 @@ def cohort_cells(sample: Path, period_days: int = 30) -> str:
     whether the age has elapsed for the cohort's last member."""
     length = period_days * DAY
     return f"""
-        WITH c AS (SELECT customer_id, timezone('UTC', converted_at) AS converted_at
+        WITH c AS (SELECT customer_id, {_utc('converted_at')} AS converted_at
                    FROM {_file(sample, 'customers')}),
-             o AS (SELECT customer_id, timezone('UTC', ordered_at) AS ts, revenue FROM {_file(sample, 'orders')}),
+             o AS (SELECT customer_id, {_utc('ordered_at')} AS ts, revenue FROM {_file(sample, 'orders')}),
              u AS (SELECT greatest((SELECT max(converted_at) FROM c), (SELECT max(ts) FROM o)) AS until),
              cohort AS (SELECT customer_id, converted_at, date_trunc('month', converted_at) AS cohort
                         FROM c, u WHERE converted_at <= until),
@@ -74,10 +80,10 @@ def noncontractual_lifetimes(sample: Path, inactivity_days: int = 90) -> str:
     ``inactivity_days`` before until; days = ⌊end − conversion⌋ + 1 with end = last activity if churned,
     else until."""
     return f"""
-        WITH c AS (SELECT customer_id, timezone('UTC', converted_at) AS converted_at,
+        WITH c AS (SELECT customer_id, {_utc('converted_at')} AS converted_at,
                           coalesce(channel, '(missing)') AS channel, coalesce(device, '(missing)') AS device
                    FROM {_file(sample, 'customers')}),
-             last AS (SELECT customer_id, max(timezone('UTC', ordered_at)) AS last_at
+             last AS (SELECT customer_id, max({_utc('ordered_at')}) AS last_at
                       FROM {_file(sample, 'orders')} GROUP BY customer_id),
              u AS (SELECT greatest((SELECT max(converted_at) FROM c), (SELECT max(last_at) FROM last)) AS until),
              r AS (SELECT converted_at, channel, device, until,
@@ -100,12 +106,12 @@ def experiment_arms(sample: Path, experiment_id: str, window_days: int = 30, loo
                       for m in metrics)
     window = f"INTERVAL {window_days} DAY"
     return f"""
-        WITH a AS (SELECT customer_id, variant, timezone('UTC', assigned_at) AS assigned_at
+        WITH a AS (SELECT customer_id, variant, {_utc('assigned_at')} AS assigned_at
                    FROM {_file(sample, 'assignments')} WHERE experiment_id = '{experiment_id}'),
-             o AS (SELECT customer_id, timezone('UTC', ordered_at) AS ts, revenue FROM {_file(sample, 'orders')}),
+             o AS (SELECT customer_id, {_utc('ordered_at')} AS ts, revenue FROM {_file(sample, 'orders')}),
              mature AS (SELECT * FROM a WHERE assigned_at + {window} <= (SELECT max(ts) FROM o)),
              activity AS (SELECT customer_id, ts FROM o UNION ALL
-                          SELECT customer_id, timezone('UTC', occurred_at) FROM {_file(sample, 'events')}),
+                          SELECT customer_id, {_utc('occurred_at')} FROM {_file(sample, 'events')}),
              retained AS (SELECT DISTINCT customer_id FROM mature JOIN activity USING (customer_id)
                           WHERE ts > assigned_at + INTERVAL {start} DAY AND ts <= assigned_at + {window}),
              per AS (SELECT variant, customer_id,
@@ -125,9 +131,9 @@ def experiment_arms(sample: Path, experiment_id: str, window_days: int = 30, loo
 
 
 def _order_days(sample: Path, end: str) -> str:
-    return f"""SELECT customer_id, CAST(timezone('UTC', ordered_at) AS DATE) AS day,
+    return f"""SELECT customer_id, CAST({_utc('ordered_at')} AS DATE) AS day,
                       sum(revenue::DECIMAL(38, 6)) AS revenue, count(*) FILTER (revenue = 0) AS zero_orders
-               FROM {_file(sample, 'orders')} WHERE CAST(timezone('UTC', ordered_at) AS DATE) <= DATE '{end}'
+               FROM {_file(sample, 'orders')} WHERE CAST({_utc('ordered_at')} AS DATE) <= DATE '{end}'
                GROUP BY customer_id, day"""
 
 
@@ -152,8 +158,8 @@ def rfm_per_customer(sample: Path, end: str, unit_days: float = 7.0) -> str:
 def rfm_distinct(sample: Path, end: str, unit_days: float = 7.0) -> str:
     """clv.rfm_table (default): distinct (x, t_x, T) in whole days with the number of customers."""
     return f"""
-        WITH d AS (SELECT DISTINCT customer_id, CAST(timezone('UTC', ordered_at) AS DATE) AS day
-                   FROM {_file(sample, 'orders')} WHERE CAST(timezone('UTC', ordered_at) AS DATE) <= DATE '{end}'),
+        WITH d AS (SELECT DISTINCT customer_id, CAST({_utc('ordered_at')} AS DATE) AS day
+                   FROM {_file(sample, 'orders')} WHERE CAST({_utc('ordered_at')} AS DATE) <= DATE '{end}'),
              p AS (SELECT count(*) - 1 AS frequency, max(day) - min(day) AS recency_days,
                           DATE '{end}' - min(day) AS t_days FROM d GROUP BY customer_id)
         SELECT frequency, recency_days / {unit_days} AS recency, t_days / {unit_days} AS T, count(*) AS count
