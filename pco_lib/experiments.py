@@ -57,7 +57,8 @@ class ExperimentError(ValueError):
 
 
 def summarize_experiment(source: DataSource, experiment_id: str, window_days: int = 30,
-                         segment: str | None = None) -> pd.DataFrame:
+                         segment: str | None = None, metrics: list[str] | tuple[str, ...] | None = None
+                         ) -> pd.DataFrame:
     """Per-arm (and per-segment, with ``segment`` a customer column or ``"assignment_week"``) sufficient
     statistics of every metric, for customers whose window has fully elapsed.
 
@@ -69,31 +70,41 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
     CUPED, ``pre_sum``/``pre_sumsq`` of the pre-assignment covariate (revenue of orders at or before
     assignment, i.e. the converting order) and ``m_pre_sum`` (Σ m·pre).
 
+    ``metrics``: the metrics that will be read (None: all). The order metrics come from one join of the
+    assignments with the orders; ``retained``, which needs the events too, is computed only when asked for.
+
     A report that needs several breakdowns reads the engine once with :func:`summarize_experiment_by` and
     takes each with :func:`roll_up` (the statistics are sums, so they add up exactly).
     """
-    return roll_up(summarize_experiment_by(source, experiment_id, window_days, [segment] if segment else []),
-                   segment)
+    return roll_up(summarize_experiment_by(source, experiment_id, window_days, [segment] if segment else [],
+                                           metrics), segment)
+
+
+RETAINED_LOOKBACK_DAYS = 7
 
 
 def summarize_experiment_by(source: DataSource, experiment_id: str, window_days: int = 30,
-                            columns: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+                            columns: list[str] | tuple[str, ...] = (),
+                            metrics: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
     """:func:`summarize_experiment`'s statistics in one engine query for every combination of ``columns``
-    (customer columns and/or ``"assignment_week"``) × arm: one column per breakdown, named as given."""
-    a = source.table("assignments")
-    a = a.filter(a.experiment_id == experiment_id)
-    known = a.count().to_pandas()
-    if known == 0:
-        ids = source.table("assignments").select("experiment_id").distinct().to_pandas().experiment_id.tolist()
-        raise ExperimentError(f"no assignments for experiment {experiment_id!r}; known experiments: "
-                              f"{', '.join(sorted(map(str, ids)))}")
+    (customer columns and/or ``"assignment_week"``) × arm: one column per breakdown, named as given.
+
+    Each customer's window is read from one join of the mature assignments with their activity: the orders,
+    and, when ``retained`` is asked for, the orders and events together (``retained``: an order or event in
+    days N−6 … N after assignment, N = window_days; the whole window when it is shorter)."""
     if not (isinstance(window_days, int | np.integer) and window_days >= 1):
         raise ExperimentError(f"window_days must be a whole number of days ≥ 1, not {window_days!r}")
+    unknown = [m for m in metrics or () if m not in METRICS]
+    if unknown:
+        raise ExperimentError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
+    retained = metrics is None or "retained" in metrics
+    a = source.table("assignments")
+    a = a.filter(a.experiment_id == experiment_id)
     o = source.table("orders")
-    until = pd.Timestamp(o.ordered_at.max().to_pandas())
+    # the end of the data, in the same query: a window longer than the data is not an error; no customer
+    # is counted yet (n = 0), and the readout says "keep running" with the date the first window ends
+    until = o.ordered_at.max().as_scalar()
     window = pd.Timedelta(days=window_days)
-    # a window longer than the data is not an error: no customer is counted yet (n = 0), and the readout
-    # says "keep running" with the date the first window ends (analyze)
     columns = list(dict.fromkeys(columns))
     names = {c: f"_by{i}" for i, c in enumerate(columns)}  # engine names: a column may be called "variant"
     if ASSIGNMENT_WEEK in names:
@@ -112,19 +123,35 @@ def summarize_experiment_by(source: DataSource, experiment_id: str, window_days:
     keys = [*names.values(), "variant"]
     sizes = a.group_by(keys).aggregate(assigned=a.count(), first_assigned=a.assigned_at.min())
     mature = a.filter(a.assigned_at + window <= until)
-    j = mature.left_join(o, mature.customer_id == o.customer_id)
-    in_window = (j.ordered_at > j.assigned_at) & (j.ordered_at <= j.assigned_at + window)
-    per = j.group_by([*keys, j.customer_id]).aggregate(
-        orders=in_window.cast("int64").sum(),
-        revenue=in_window.ifelse(j.revenue, 0.0).sum(),
-        pre=(j.ordered_at <= j.assigned_at).ifelse(j.revenue, 0.0).sum(),  # CUPED covariate
+    activity = o.select(customer_id=o.customer_id, at=o.ordered_at, revenue=o.revenue.cast("float64"),
+                        is_order=ibis.literal(True))
+    if retained and source.has("events"):
+        e = source.table("events")
+        activity = activity.union(e.select(customer_id=e.customer_id, at=e.occurred_at,
+                                           revenue=ibis.literal(None, "float64"), is_order=ibis.literal(False)),
+                                  distinct=False)
+    j = mature.left_join(activity, mature.customer_id == activity.customer_id)
+    in_window = (j.at > j.assigned_at) & (j.at <= j.assigned_at + window)
+    order_in_window = j.is_order & in_window
+    aggregates = dict(
+        orders=order_in_window.cast("int64").sum(),
+        revenue=order_in_window.ifelse(j.revenue, 0.0).sum(),
+        pre=(j.is_order & (j.at <= j.assigned_at)).ifelse(j.revenue, 0.0).sum(),  # CUPED covariate
     )
-    per = per.mutate(orders=per.orders.fill_null(0).cast("float64"), revenue=per.revenue.fill_null(0.0),
-                     pre=per.pre.fill_null(0.0))
+    if retained:
+        start = pd.Timedelta(days=window_days - min(RETAINED_LOOKBACK_DAYS, window_days))
+        aggregates["retained"] = (in_window & (j.at > j.assigned_at + start)).cast("int64").max()
+    per = j.group_by([*keys, j.customer_id]).aggregate(**aggregates)
+    filled = dict(orders=per.orders.fill_null(0).cast("float64"), revenue=per.revenue.fill_null(0.0),
+                  pre=per.pre.fill_null(0.0))
+    if retained:
+        filled["retained"] = per.retained.fill_null(0).cast("float64")
+    per = per.mutate(**filled)
     per = per.mutate(repeat=(per.orders > 0).cast("float64"))
-    per = _with_retained(source, mature, per, keys, window_days)
     agg = {"n": per.count()}
     for m in ("repeat", "retained", "revenue", "orders"):
+        if m == "retained" and not retained:
+            continue
         agg[f"{m}_sum"] = per[m].sum()
         agg[f"{m}_sumsq"] = (per[m] * per[m]).sum()
         agg[f"{m}_pre_sum"] = (per[m] * per.pre).sum()
@@ -134,6 +161,10 @@ def summarize_experiment_by(source: DataSource, experiment_id: str, window_days:
     frame = sizes.left_join(arms, keys).select(*[sizes[k] for k in keys], sizes.assigned, *[arms[k] for k in agg],
                                                sizes.first_assigned)
     frame = frame.to_pandas()
+    if frame.empty:
+        ids = source.table("assignments").select("experiment_id").distinct().to_pandas().experiment_id.tolist()
+        raise ExperimentError(f"no assignments for experiment {experiment_id!r}; known experiments: "
+                              f"{', '.join(sorted(map(str, ids)))}")
     for col in ["assigned", *agg]:  # arms nobody in is counted yet come back null (all None: object dtype)
         frame[col] = pd.to_numeric(frame[col]).fillna(0)
     frame = frame.rename(columns={v: k for k, v in names.items()})
@@ -153,27 +184,6 @@ def roll_up(summary: pd.DataFrame, segment: str | None = None) -> pd.DataFrame:
     order = (["segment"] if segment else []) + ["variant", "assigned", *[c for c in sums if c != "assigned"],
                                                 "first_assigned"]
     return out[order]
-
-
-RETAINED_LOOKBACK_DAYS = 7
-
-
-def _with_retained(source: DataSource, mature: ibis.Table, per: ibis.Table, keys: list[str],
-                   window_days: int) -> ibis.Table:
-    """Add ``retained``: 1 when the customer had an order or an event in the last 7 days of the window
-    (days N−6 … N after assignment, N = window_days; the whole window when it is shorter)."""
-    o = source.table("orders")
-    activity = o.select(customer_id=o.customer_id, at=o.ordered_at)
-    if source.has("events"):
-        e = source.table("events")
-        activity = activity.union(e.select(customer_id=e.customer_id, at=e.occurred_at), distinct=False)
-    start = pd.Timedelta(days=window_days - min(RETAINED_LOOKBACK_DAYS, window_days))
-    end = pd.Timedelta(days=window_days)
-    j = mature.join(activity, "customer_id")
-    hit = j.filter((j.at > j.assigned_at + start) & (j.at <= j.assigned_at + end))
-    active = hit.select("customer_id").distinct().mutate(retained=ibis.literal(1.0))
-    joined = per.left_join(active, per.customer_id == active.customer_id)
-    return joined.select(*[joined[c] for c in per.columns], retained=joined.retained.fill_null(0.0))
 
 
 def planned_weights(source: DataSource, experiment_id: str) -> pd.DataFrame:
@@ -277,6 +287,11 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ExperimentError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
+    absent = [m for m in metrics if not ({"revenue_sum", "orders_sum"} if m == "revenue_per_order"
+                                         else {f"{m}_sum"}) <= set(arms.columns)]
+    if absent:
+        raise ExperimentError(f"the experiment summary has no statistics of {', '.join(absent)}: summarize it "
+                              f"with metrics that include {'them' if len(absent) > 1 else 'it'}")
     controls = weights[weights.is_control].variant.tolist()
     if len(controls) != 1:
         raise ExperimentError(f"experiment {experiment_id!r} needs exactly one control variant, found {controls}")
@@ -569,7 +584,8 @@ def read_experiment(source: DataSource, experiment_id: str, metrics: list[str], 
     """Summarize in the engine and analyze: the one call a notebook makes (``arms``: the per-arm summary when
     the report already has it, e.g. ``roll_up`` of :func:`summarize_experiment_by`)."""
     if arms is None:
-        arms = summarize_experiment(source, experiment_id, window_days)
+        arms = summarize_experiment(source, experiment_id, window_days,
+                                    metrics=[*metrics, *(guardrails or {})])
     weights = planned_weights(source, experiment_id)
     first, last = assignment_period(source, experiment_id)
     readout = analyze(arms, weights, metrics, experiment_id, window_days, alpha, correction,

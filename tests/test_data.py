@@ -105,6 +105,40 @@ def test_typed_views_convert_only_what_needs_it(tmp_path):
     assert text.ordered_at[0] == pd.Timestamp("2024-01-01 00:30") and text.revenue[0] == 5.0
 
 
+def test_ids_that_the_statistics_show_are_never_blank_are_read_as_stored(tmp_path):
+    """Parquet text whose every row group's minimum is ≥ "!" holds no blank value: it is read as stored (so
+    DuckDB can push join filters into the scan); a blank in any row group keeps the blank test, and an id
+    stored as a number is read as text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pco_lib.data.source import _visible_text_columns
+
+    def write(ids, name="customers"):
+        frame = pd.DataFrame({"customer_id": ids, "converted_at": pd.Timestamp("2024-01-01")}).astype(
+            {"converted_at": "datetime64[us]"})
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / f"{name}.parquet",
+                       row_group_size=2)
+        return connect(tmp_path)
+
+    def view(source):
+        return dict(source.con.raw_sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+
+    pd.DataFrame({"order_id": ["o1"], "customer_id": ["c1"], "ordered_at": pd.Timestamp("2024-01-02"),
+                  "revenue": 1.0}).astype({"ordered_at": "datetime64[us]"}).to_parquet(tmp_path / "orders.parquet")
+    source = write(["c1", "c2", "!c3", None])
+    assert "customer_id" not in view(source)["customers"]
+    assert _visible_text_columns(tmp_path / "customers.parquet") == {"customer_id"}
+    assert source.table("customers").to_pandas().customer_id.tolist() == ["c1", "c2", "!c3", None]
+    for blank in ["", " ", "\t"]:  # in the second row group only
+        source = write(["c1", "c2", "c3", blank])
+        assert "trim" in view(source)["customers"]
+        expected = None if blank.strip(" ") == "" else blank  # DuckDB's TRIM removes spaces only
+        assert source.table("customers").to_pandas().customer_id.tolist()[3] == expected
+    source = write(pd.array([101, 102, 103, None], dtype="Int64"))
+    assert source.table("customers").to_pandas().customer_id.tolist() == ["101", "102", "103", None]
+
+
 def test_engine_memory_limit_and_spill_folder(tiny_sample, tmp_path, monkeypatch):
     """PCO_ENGINE_MEMORY (pco run --memory) bounds DuckDB; it spills under the system's temporary folder (its
     default, ".tmp", is relative to the working directory: a report's folder), a folder per connection."""

@@ -312,6 +312,25 @@ def test_engine_summary_matches_pandas(business):
         assert arms.loc[variant, "retained_sum"] == retained[variant] == arms.loc[variant, "retained_sumsq"]
 
 
+def test_metrics_not_asked_for_cost_nothing(business, monkeypatch):
+    """Without ``retained`` the summary reads no events (one join with the orders) and its other statistics
+    are those of the full summary; a readout that asks for a metric the summary lacks says so."""
+    _, source = business
+    full = summarize_experiment(source, "checkout_copy", 30, "channel")
+    read = []
+    table = source.table
+    monkeypatch.setattr(source, "table", lambda name: read.append(name) or table(name))
+    orders_only = summarize_experiment(source, "checkout_copy", 30, "channel", metrics=["repeat", "revenue_per_order"])
+    assert "events" not in read and "orders" in read
+    assert not any(c.startswith("retained") for c in orders_only.columns)
+    pd.testing.assert_frame_equal(orders_only, full[orders_only.columns], rtol=1e-12)
+    with pytest.raises(ExperimentError, match="has no statistics of retained: summarize it with metrics"):
+        analyze(orders_only.query("segment == 'paid_search'").drop(columns="segment"), WEIGHTS, ["repeat"],
+                guardrails={"retained": 0.05})
+    with pytest.raises(ExperimentError, match="unknown metric"):
+        summarize_experiment(source, "checkout_copy", 30, metrics=["repeats"])
+
+
 def test_engine_errors(business):
     _, source = business
     with pytest.raises(ExperimentError, match="no assignments for experiment 'nope'; known experiments"):

@@ -375,7 +375,9 @@ def _add_file(source: DataSource, name: str, spec: Table, path: Path) -> None:
         con.raw_sql(f"DROP {kind} {_quote(raw)}")
         source.empty.append(name)
         return
-    typed = {c.name: _typed_sql(c, stored_types[c.name]) for c in spec.columns if c.name in stored_types}
+    visible = _visible_text_columns(path) if path.suffix == ".parquet" else set()
+    typed = {c.name: _typed_sql(c, stored_types[c.name], c.name in visible)
+             for c in spec.columns if c.name in stored_types}
     replace = [f"{sql} AS {_quote(name)}" for name, sql in typed.items() if sql != _quote(name)]
     select = f"SELECT * REPLACE ({', '.join(replace)})" if replace else "SELECT *"
     con.raw_sql(f"CREATE VIEW {_quote(name)} AS {select} FROM {_quote(raw)}")
@@ -391,17 +393,24 @@ def _unreadable(name: str, path: Path, exc: Exception) -> DataError:
     return DataError.of(FileProblem(name, path.name, rule))
 
 
-def _typed_sql(column: Column, stored: str = "VARCHAR") -> str:
+def _typed_sql(column: Column, stored: str = "VARCHAR", visible: bool = False) -> str:
     """The SQL that reads a column stored as DuckDB type ``stored`` as its canonical type; blank text is
     empty (NULL). Only what needs it is converted: a column stored in its canonical type is read as it is
-    (DuckDB can then answer min/max from Parquet statistics), a UTC timestamp is only made naive, and text
-    is parsed with TRY_CAST (a bad value becomes NULL, which validation reports)."""
+    (DuckDB can then answer min/max from Parquet statistics and push join filters into the scan), a UTC
+    timestamp is only made naive, and text is parsed with TRY_CAST (a bad value becomes NULL, which
+    validation reports). ``visible``: the file's statistics show that no value of this text column is
+    blank (see :func:`_visible_text_columns`), so it is read as stored."""
     name = _quote(column.name)
     target = _SQL_TYPES[column.kind]
     if column.kind in (ID, STRING):
+        if stored == "VARCHAR" and visible:
+            return name
+        if stored in _INTEGER_TYPES:  # a number as text is never blank
+            return f"CAST({name} AS VARCHAR)"
         text = name if stored == "VARCHAR" else f"TRY_CAST({name} AS VARCHAR)"
-        # only text that starts with a space or control character is trimmed (0.84 -> 0.52 s CPU on 6M ids)
-        return f"CASE WHEN {text} = '' OR (ascii({text}) <= 32 AND TRIM({text}) = '') THEN NULL ELSE {text} END"
+        # only text that starts with a space or a control character (or is empty) is trimmed: text ≥ '!'
+        # (bytewise) starts with a visible character (0.39 -> 0.27 s CPU on 13M ids, against an ascii() test)
+        return f"CASE WHEN {text} >= '!' THEN {text} WHEN TRIM({text}) = '' THEN NULL ELSE {text} END"
     if stored == target:
         return name
     if column.kind == TIMESTAMP:
@@ -411,6 +420,40 @@ def _typed_sql(column: Column, stored: str = "VARCHAR") -> str:
             return f"CAST({name} AS TIMESTAMP)"
         return f"CAST(TRY_CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP)"  # text: an offset is honoured
     return f"TRY_CAST({name} AS {target})"
+
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT", "UHUGEINT"}
+
+
+def _visible_text_columns(path: Path) -> set[str]:
+    """The text columns of a Parquet file in which every value starts with a visible character, so none is
+    blank: by the file's statistics alone, every row group's minimum is ≥ "!" bytewise (a truncated minimum
+    is a prefix of the true one, still a lower bound); a row group of nulls only has none and passes.
+
+    Reading such a column as stored, without the blank test, lets DuckDB push a join's filter on the ids
+    into the scan (experiment arms at 1M customers: 1.34× → 1.06× the SQL floor)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except Exception:  # unreadable metadata: the blank test stays
+        return set()
+    visible = {meta.schema.column(j).path for j in range(meta.num_columns)
+               if meta.schema.column(j).physical_type == "BYTE_ARRAY"}
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(meta.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema not in visible:
+                continue
+            stats = chunk.statistics
+            if stats is not None and not stats.has_min_max and stats.null_count == chunk.num_values:
+                continue  # nulls only
+            low = stats.min if stats is not None and stats.has_min_max else None
+            if low is None or (low.encode() if isinstance(low, str) else low) < b"!":
+                visible.discard(chunk.path_in_schema)
+    return visible
 
 
 def naive_utc_sql(expr: str) -> str:
