@@ -83,6 +83,12 @@ def summarize_experiment(source: DataSource, experiment_id: str, window_days: in
 RETAINED_LOOKBACK_DAYS = 7
 
 
+def _check_metrics(metrics) -> None:
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ExperimentError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
+
+
 def summarize_experiment_by(source: DataSource, experiment_id: str, window_days: int = 30,
                             columns: list[str] | tuple[str, ...] = (),
                             metrics: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -94,9 +100,7 @@ def summarize_experiment_by(source: DataSource, experiment_id: str, window_days:
     days N−6 … N after assignment, N = window_days; the whole window when it is shorter)."""
     if not (isinstance(window_days, int | np.integer) and window_days >= 1):
         raise ExperimentError(f"window_days must be a whole number of days ≥ 1, not {window_days!r}")
-    unknown = [m for m in metrics or () if m not in METRICS]
-    if unknown:
-        raise ExperimentError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
+    _check_metrics(metrics or ())
     retained = metrics is None or "retained" in metrics
     a = source.table("assignments")
     a = a.filter(a.experiment_id == experiment_id)
@@ -149,9 +153,7 @@ def summarize_experiment_by(source: DataSource, experiment_id: str, window_days:
     per = per.mutate(**filled)
     per = per.mutate(repeat=(per.orders > 0).cast("float64"))
     agg = {"n": per.count()}
-    for m in ("repeat", "retained", "revenue", "orders"):
-        if m == "retained" and not retained:
-            continue
+    for m in ("repeat", *(["retained"] if retained else []), "revenue", "orders"):
         agg[f"{m}_sum"] = per[m].sum()
         agg[f"{m}_sumsq"] = (per[m] * per[m]).sum()
         agg[f"{m}_pre_sum"] = (per[m] * per.pre).sum()
@@ -284,9 +286,7 @@ def analyze(arms: pd.DataFrame, weights: pd.DataFrame, metrics: list[str], exper
     """
     guardrails = guardrails or {}
     metrics = list(dict.fromkeys(list(metrics) + list(guardrails)))
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ExperimentError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
+    _check_metrics(metrics)
     absent = [m for m in metrics if not ({"revenue_sum", "orders_sum"} if m == "revenue_per_order"
                                          else {f"{m}_sum"}) <= set(arms.columns)]
     if absent:

@@ -448,11 +448,13 @@ def _visible_text_columns(path: Path) -> set[str]:
             if chunk.path_in_schema not in visible:
                 continue
             stats = chunk.statistics
-            if stats is not None and not stats.has_min_max and stats.null_count == chunk.num_values:
+            if stats is not None and stats.has_min_max:
+                low = stats.min.encode() if isinstance(stats.min, str) else stats.min
+                if low >= b"!":
+                    continue
+            elif stats is not None and stats.null_count == chunk.num_values:
                 continue  # nulls only
-            low = stats.min if stats is not None and stats.has_min_max else None
-            if low is None or (low.encode() if isinstance(low, str) else low) < b"!":
-                visible.discard(chunk.path_in_schema)
+            visible.discard(chunk.path_in_schema)
     return visible
 
 
