@@ -427,7 +427,7 @@ def _verdict(effects: pd.DataFrame, srm: SampleRatio, alpha: float, primary: str
     if len(harmed):
         gains = [f"{r.variant} raises {_name(primary)} by {r.relative:+.1%} ({_relative_interval(r)})"
                  for r in wins.itertuples()]
-        harms = [f"{_name(r.metric)} gets worse by {r.relative:+.1%} ({_relative_interval(r)})"
+        harms = [f"{_name(r.metric)} gets worse by {abs(r.relative):.1%} ({_relative_interval(r)})"
                  for r in harmed.itertuples()]
         if gains:
             return "trade-off", (f"{'; '.join(gains)}, but {'; '.join(harms)}. Decide whether the gain is worth "

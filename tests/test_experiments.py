@@ -397,7 +397,7 @@ def test_the_verdict_follows_its_decision_table_case_by_case():
     # names the gain and the harm with their intervals; never "ship", never "keep running"
     trade = analyze(_guarded(9.0), WEIGHTS, ["repeat"], guardrails=guard)
     assert trade.verdict == "trade-off"
-    assert "raises repeat purchase by +10.0%" in trade.reasons[0] and "revenue per customer gets worse by -10.0%" \
+    assert "raises repeat purchase by +10.0%" in trade.reasons[0] and "revenue per customer gets worse by 10.0% (" \
         in trade.reasons[0] and trade.reasons[0].count(" to ") == 2
     harm_only = analyze(_guarded(9.0, p_t=0.40), WEIGHTS, ["repeat"], guardrails=guard)
     assert harm_only.verdict == "do not ship" and "no gain" in harm_only.reasons[0]
