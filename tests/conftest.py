@@ -38,7 +38,7 @@ def _tiny_sample() -> Path:
     return _TINY[0]
 
 
-_KERNEL_SERVER: list = []  # (process, folder) of this test process's kernel server (tests/forked_kernels.py)
+_KERNEL_SERVER: list = []  # (process, folder) of this test process's kernel servers (tests/forked_kernels.py)
 
 
 def pytest_configure(config):
@@ -70,7 +70,6 @@ def _start_kernel_server(config):
     if config.option.markexpr.strip() == "bench":  # make bench: its reports run in real kernels
         return
     import json
-    import subprocess
     import tempfile
 
     from forked_kernels import SERVER_ENV
@@ -82,13 +81,36 @@ def _start_kernel_server(config):
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, str(script), "-f", "{connection_file}"], "language": "python",
         "display_name": "Python 3 (forked from a warm process)"}))
-    socket_path = folder / "server"
-    process = subprocess.Popen([sys.executable, str(script), "serve", str(socket_path)], stdin=subprocess.DEVNULL,
-                               start_new_session=True)
-    _KERNEL_SERVER.append((process, folder))
     paths = [str(folder / "jupyter"), os.environ.get("JUPYTER_PATH")]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, paths))
-    os.environ[SERVER_ENV] = str(socket_path)
+    os.environ[SERVER_ENV] = _serve_kernels(folder / "server")
+
+
+def _serve_kernels(socket_path: Path, env: dict | None = None) -> str:
+    """Start a kernel server (tests/forked_kernels.py) on ``socket_path``; it is ended with the test process."""
+    import subprocess
+
+    script = Path(__file__).with_name("forked_kernels.py")
+    process = subprocess.Popen([sys.executable, str(script), "serve", str(socket_path)], stdin=subprocess.DEVNULL,
+                               start_new_session=True, env=env)
+    _KERNEL_SERVER.append((process, socket_path.parent))
+    return str(socket_path)
+
+
+@pytest.fixture(scope="session")
+def other_hash_seed_kernels():
+    """The socket of a second kernel server, started with another hash seed than the first (for the
+    determinism tests: forked from it, a kernel iterates sets and dicts of strings in another order, as a
+    fresh interpreter would, without paying ~4 s of imports), or None when kernels are not forked."""
+    import random
+    import tempfile
+
+    from forked_kernels import SERVER_ENV
+
+    if not os.environ.get(SERVER_ENV):
+        return None
+    env = {**os.environ, "PYTHONHASHSEED": str(random.SystemRandom().randint(1, 2**32 - 1))}
+    return _serve_kernels(Path(tempfile.mkdtemp(prefix="pco-kernels-")) / "server", env)
 
 
 def pytest_collection_finish(session):

@@ -10,7 +10,8 @@ and nbval as a report run, only without the imports.
   ``JUPYTER_PATH``. It asks the server named in ``$PCO_TEST_KERNEL_SERVER`` for a kernel and stands in for it
   (signals are passed on, its exit is the kernel's, the kernel ends when it is killed); without the variable
   it becomes an ordinary ``ipykernel_launcher``, which is how a test asks for a fresh interpreter
-  (``monkeypatch.delenv(SERVER_ENV)``: the determinism tests, where hash seeds must differ between runs).
+  (``monkeypatch.delenv(SERVER_ENV)``). The determinism tests, where hash seeds must differ between runs,
+  point it at a second server started with another ``PYTHONHASHSEED`` (conftest's ``other_hash_seed_kernels``).
 
 Not imported before the fork: ``matplotlib.pyplot`` (and seaborn, pco_lib.report.plots), whose inline
 backend hooks into the IPython shell when pyplot is first imported, so it must happen inside the kernel.

@@ -28,13 +28,17 @@ def probe(tmp_path, monkeypatch):
     return lambda: run_report("probe", out_dir=tmp_path / "reports")
 
 
-def test_a_kernel_is_forked_with_the_imports_done_and_a_fresh_one_on_request(probe, monkeypatch):
+def test_a_kernel_is_forked_with_the_imports_done_and_a_fresh_one_on_request(probe, monkeypatch,
+                                                                            other_hash_seed_kernels):
     forked, again = probe(), probe()
+    monkeypatch.setenv("PCO_TEST_KERNEL_SERVER", other_hash_seed_kernels)
+    other = probe()
     monkeypatch.delenv("PCO_TEST_KERNEL_SERVER")
     fresh = probe()
-    assert forked.ok and again.ok and fresh.ok, (forked.error, again.error, fresh.error)
-    assert forked.results["preloaded"] and not fresh.results["preloaded"]
+    assert forked.ok and again.ok and other.ok and fresh.ok, (forked.error, again.error, other.error, fresh.error)
+    assert forked.results["preloaded"] and other.results["preloaded"] and not fresh.results["preloaded"]
     assert forked.results["hash"] == again.results["hash"]  # one interpreter's hash seed, forked
+    assert other.results["hash"] != forked.results["hash"]  # the determinism tests' second server
     if not os.environ.get("PYTHONHASHSEED"):
         assert fresh.results["hash"] != forked.results["hash"]  # what the determinism tests need
     for run in (forked, fresh):  # the inline backend shows the chart in both

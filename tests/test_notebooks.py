@@ -177,10 +177,14 @@ def test_the_browser_check_catches_a_page_that_needs_the_network(tmp_path, brows
 
 @pytest.mark.slow
 @pytest.mark.parametrize("report", ["clv", "lifecycle_segments", "ab_test"])
-def test_same_data_and_parameters_give_identical_results(report, tiny_sample, report_run, monkeypatch):
-    first = report_run(report, non_default=True)  # shared with the contract test; the second run is fresh
+def test_same_data_and_parameters_give_identical_results(report, tiny_sample, report_run, monkeypatch,
+                                                          other_hash_seed_kernels):
+    first = report_run(report, non_default=True)  # shared with the contract test; the second run is new
     out = first.folder.parent.parent  # beside the first (its validation is reused; the kernel run is new)
-    monkeypatch.delenv("PCO_TEST_KERNEL_SERVER", raising=False)  # a fresh interpreter: other hash seeds
+    if other_hash_seed_kernels:  # a kernel with another hash seed (from the second server) ...
+        monkeypatch.setenv("PCO_TEST_KERNEL_SERVER", other_hash_seed_kernels)
+    else:  # ... or a fresh interpreter: both iterate sets of strings in another order than the first run
+        monkeypatch.delenv("PCO_TEST_KERNEL_SERVER", raising=False)
     second = run_report(report, data_dir=tiny_sample, out_dir=out, params=NON_DEFAULT[report])
     assert first.ok and second.ok and second.folder != first.folder
     assert (first.folder / "results.json").read_bytes() == (second.folder / "results.json").read_bytes()

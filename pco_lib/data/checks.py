@@ -21,6 +21,7 @@ import pandas as pd
 
 from .model import BOOL, FLOAT, INT, TABLES, TIMESTAMP
 from .source import DataError, DataSource, connect
+from .summaries import one_row
 
 MAX_EXAMPLES = 5
 
@@ -130,9 +131,9 @@ class _Rule:
 
 
 class _Checker:
-    """Rules are collected, then counted by :meth:`finish`: the row rules of one table (or view) in one
-    aggregate query, the rules over groups and joins one query each; examples are fetched only for the
-    rules that are broken. Problems keep the order in which the rules were stated."""
+    """Rules are collected, then counted by :meth:`finish`: the row rules of every table (and view) in one
+    query of one aggregate per relation, the rules over groups and joins one query each; examples are fetched
+    only for the rules that are broken. Problems keep the order in which the rules were stated."""
 
     def __init__(self, source: DataSource, now: dt.datetime):
         self.source = source
@@ -167,10 +168,11 @@ class _Checker:
         for i, item in enumerate(self.pending):
             if isinstance(item, _Rule) and item.where is not None:
                 by_relation.setdefault(id(item.relation), (item.relation, []))[1].append(i)
-        for relation, rules in by_relation.values():
-            row = relation.aggregate(**{f"r{i}": self.pending[i].where.cast("int64").sum() for i in rules}
-                                     ).to_pandas().iloc[0]
-            counts |= {i: 0 if pd.isna(row[f"r{i}"]) else int(row[f"r{i}"]) for i in rules}
+        if by_relation:
+            row = one_row([relation.aggregate(**{f"r{i}": self.pending[i].where.cast("int64").sum() for i in rules})
+                           for relation, rules in by_relation.values()])
+            counts = {i: 0 if pd.isna(row[f"r{i}"]) else int(row[f"r{i}"]) for _, rules in by_relation.values()
+                      for i in rules}
         problems = []
         for i, item in enumerate(self.pending):
             if isinstance(item, Problem):
@@ -205,6 +207,8 @@ class _Checker:
     # ----------------------------------------------------------------------------------------------
 
     def schema(self) -> None:
+        stored = [name for name in TABLES if name not in self.source.empty and self.source.has(name)]
+        rows = one_row([self._raw(n).aggregate(**{n: self._raw(n).count()}) for n in stored]) if stored else {}
         for name, spec in TABLES.items():
             if name in self.source.empty:
                 self.add(name, None, "the table is empty; it counts as absent", severity="warning")
@@ -217,7 +221,7 @@ class _Checker:
                                                  f"{name}.csv in {where})", 0))
                 continue
             raw, typed = self._raw(name), self._typed(name)
-            if int(raw.count().to_pandas()) == 0:
+            if int(rows[name]) == 0:
                 self.add(name, None, "the table is empty")
                 continue
             present = set(raw.columns)
