@@ -122,6 +122,19 @@ def pytest_collection_finish(session):
         os.environ["PCO_DATA"] = str(_tiny_sample())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_check_cache(tmp_path_factory):
+    """The report runs of the suite remember their validations in one folder, as the runs of one reports
+    folder do (each test has a reports folder of its own): the ~40 runs on the tiny sample validate it once
+    per test process instead of once each (0.7 s of CPU). Data a test makes is another version: validated."""
+    from pco_lib.report import runner
+
+    before = runner.CHECK_CACHE
+    runner.CHECK_CACHE = tmp_path_factory.mktemp("check-cache")  # absolute: out_dir / CHECK_CACHE is itself
+    yield runner.CHECK_CACHE
+    runner.CHECK_CACHE = before
+
+
 @pytest.fixture(scope="session")
 def tiny_sample() -> Path:
     """A small sample business (1,500 customers), generated once per test process."""

@@ -281,7 +281,9 @@ def test_staging_folders_of_killed_runs_are_removed_by_the_next_run(tiny_sample,
 def test_the_runs_of_one_reports_folder_validate_the_same_data_once(tiny_sample, tmp_path, monkeypatch):
     """run-all's runs (and data_overview's kernel) share one validation per version of the data."""
     from pco_lib.data import checks
+    from pco_lib.report import runner
 
+    monkeypatch.setattr(runner, "CHECK_CACHE", ".cache")  # the suite shares one (conftest's shared_check_cache)
     calls, seen = [], []
     fresh = checks.check_source
     monkeypatch.setattr(checks, "check_source", lambda *a, **k: calls.append(1) or fresh(*a, **k))

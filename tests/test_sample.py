@@ -145,3 +145,19 @@ def test_subscription_survival_of_every_plan_covers_the_truth(subscriptions):
         for days, value in true["survival"].items():
             low, high = ci.loc[:float(days)].iloc[-1]
             assert low <= value <= high, (plan, days, value, low, high)
+
+
+@pytest.mark.parametrize("m", [0.8, 1.0, 1.5])
+def test_subscription_survival_in_closed_form_equals_numerical_integration(m):
+    """truth.json's subscription survival E[(1 − min(mθ, 1))^k], θ ~ Beta(α, β): the closed form against
+    scipy's adaptive quadrature of the integral (tolerance 1e-9, quad's error estimate is ~1e-12)."""
+    from scipy import integrate, stats
+
+    from pco_lib.data.sample import PLANS, _beta_survival
+
+    for plan in PLANS.values():
+        a, b = plan["sbg_alpha"], plan["sbg_beta"]
+        for k in range(13):
+            quad = integrate.quad(lambda th, k=k, a=a, b=b: (1 - min(m * th, 1.0)) ** k * stats.beta.pdf(th, a, b),
+                                  0, 1, points=[min(1 / m, 1.0)], limit=200)[0]
+            assert _beta_survival(a, b, m, k) == pytest.approx(quad, abs=1e-9), (plan, k)

@@ -174,6 +174,8 @@ def retention_heatmap(matrix: pd.DataFrame, sizes: pd.Series, period: str, title
         warnings.simplefilter("ignore", RuntimeWarning)
         sns.heatmap(matrix.set_axis(labels), annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax, vmax=vmax,
                     annot_kws={"size": 8}, linewidths=0.5, linecolor="white")
+    for text in ax.texts:  # the numbers sit inside the cells: the layout need not measure hundreds of them
+        text.set_in_layout(False)
     ax.set(title=title, xlabel=f"{period}s since conversion", ylabel="")
     ax.grid(False)  # the style's grid would show through the cells not yet elapsed
     fig.pco_png_scale = HEATMAP_PNG_SCALE
